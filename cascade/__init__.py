@@ -1,0 +1,43 @@
+"""cascade: answer each LLM query with the cheapest model a judge trusts.
+
+Names are loaded on first use so that `import cascade` stays fast and imports no vendor SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Cascade": "cascade.engine",
+    "CascadeResult": "cascade.result",
+    "Attempt": "cascade.result",
+    "Policy": "cascade.policy",
+    "load_policy": "cascade.policy",
+    "PriceTable": "cascade.prices",
+    "load_prices": "cascade.prices",
+    "CascadeError": "cascade.errors",
+    "CascadeExhausted": "cascade.errors",
+    "BudgetExhaustedError": "cascade.errors",
+    "PolicyError": "cascade.errors",
+    "MissingAPIKeyError": "cascade.errors",
+    "ProviderError": "cascade.errors",
+    "InvalidQueryError": "cascade.errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cascade' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

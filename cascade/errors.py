@@ -1,0 +1,248 @@
+"""Every error `cascade` raises. Usage errors are raised before any vendor call; run-time errors
+describe one vendor call (and are recorded in the trace) or the fate of a whole query.
+
+    CascadeError
+    ├── UsageError                      the caller or a policy must change; nothing was sent
+    │   ├── PolicyError                 a policy file or dict is invalid (file, field path, problem)
+    │   ├── MissingAPIKeyError          names the environment variable to set
+    │   ├── MissingDependencyError      names the extra to install (`pip install 'cascade-router[openai]'`)
+    │   └── InvalidQueryError           also a ValueError: empty, non-text or oversized query
+    ├── ProviderError                   one vendor call failed (provider, model)
+    │   ├── VendorHTTPError             status_code, body, retry_after
+    │   │   ├── AuthenticationError     401, 403
+    │   │   ├── BadRequestError         400, 404, 409, 413, 422
+    │   │   ├── RateLimitedError        429
+    │   │   └── ServerError             5xx
+    │   │       └── OverloadedError     503, and Anthropic's 529
+    │   ├── VendorTimeoutError          no reply within the stage's timeout
+    │   ├── VendorConnectionError       the vendor could not be reached
+    │   ├── MalformedResponseError      a 200 reply with no usable body (not JSON, no text, no usage)
+    │   └── UnusableAnswerError         a well-formed reply that is not an answer
+    │       ├── ContentBlockedError     safety block or refusal
+    │       └── TruncatedError          stopped at max output tokens
+    ├── JudgeError                      a judge reply that is not {"score": 0-10, "reason": ...}
+    ├── BudgetExhaustedError            the budget allowed no answer at all (carries the result)
+    └── CascadeExhausted                every tier failed (carries the result and its attempts)
+
+Messages never contain API keys: adapters build them from status codes and vendor error bodies, and
+`redact()` masks anything key-shaped that a vendor chose to echo back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cascade.result import CascadeResult
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExhaustedError",
+    "CascadeError",
+    "CascadeExhausted",
+    "ContentBlockedError",
+    "InvalidQueryError",
+    "JudgeError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "MissingDependencyError",
+    "OverloadedError",
+    "PolicyError",
+    "ProviderError",
+    "RateLimitedError",
+    "ServerError",
+    "TruncatedError",
+    "UnusableAnswerError",
+    "UsageError",
+    "VendorConnectionError",
+    "VendorHTTPError",
+    "VendorTimeoutError",
+    "redact",
+]
+
+# Vendor key shapes (OpenAI sk-..., Anthropic sk-ant-..., Google AIza...) and bearer tokens.
+_KEY_PATTERN = re.compile(r"(sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+\S+)")
+_extra_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a key in use so that `redact` masks it even when it has no familiar shape."""
+    if value and len(value) >= 6:
+        _extra_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask key-shaped substrings and every key cascade has been given."""
+    for secret in _extra_secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub("***", text)
+
+
+class CascadeError(Exception):
+    """Base of every error raised by cascade."""
+
+
+class UsageError(CascadeError):
+    """Something the caller or the policy must change; no vendor call was made."""
+
+
+class PolicyError(UsageError):
+    """A policy is invalid. The message reads `FILE: FIELD.PATH: problem`, one line per problem."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class MissingAPIKeyError(UsageError):
+    """No API key for a provider. Names the variables that were looked at."""
+
+    def __init__(self, provider: str, env_vars: tuple[str, ...]) -> None:
+        self.provider = provider
+        self.env_vars = env_vars
+        names = " or ".join(env_vars)
+        super().__init__(
+            f"no API key for {provider}: set {names} (or pass api_key explicitly). "
+            "To try cascade without keys, run `cascade demo`."
+        )
+
+
+class MissingDependencyError(UsageError):
+    """A policy needs a vendor SDK that is not installed."""
+
+    def __init__(self, provider: str, extra: str, module: str) -> None:
+        self.provider = provider
+        self.extra = extra
+        super().__init__(
+            f"provider {provider!r} needs the {module!r} package: pip install 'cascade-router[{extra}]'"
+        )
+
+
+class InvalidQueryError(UsageError, ValueError):
+    """The query cannot be sent: empty, not text, or longer than every stage accepts."""
+
+
+class ProviderError(CascadeError):
+    """One vendor call failed. `provider` and `model` say which."""
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "") -> None:
+        self.provider = provider
+        self.model = model
+        super().__init__(redact(message))
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying the same call again may succeed."""
+        return False
+
+
+class VendorHTTPError(ProviderError):
+    """The vendor answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status_code: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.status_code = status_code
+        self.body = body
+        self.retry_after = retry_after
+
+
+class AuthenticationError(VendorHTTPError):
+    """401 or 403: the key is wrong, revoked or lacks access."""
+
+
+class BadRequestError(VendorHTTPError):
+    """The vendor rejected the request itself (unknown model, bad parameter, too long)."""
+
+
+class RateLimitedError(VendorHTTPError):
+    """429. `retry_after` holds the vendor's hint in seconds, when it sent one."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ServerError(VendorHTTPError):
+    """A 5xx from the vendor."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class OverloadedError(ServerError):
+    """503, or Anthropic's 529 `overloaded_error`."""
+
+
+class VendorTimeoutError(ProviderError):
+    """No complete reply within the stage's timeout."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class VendorConnectionError(ProviderError):
+    """The vendor could not be reached (refused, reset, DNS)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class MalformedResponseError(ProviderError):
+    """A successful status with a body that is not a usable reply (not JSON, no text, no usage)."""
+
+
+class UnusableAnswerError(ProviderError):
+    """A well-formed reply that is not an answer. Carries the completion: its tokens were billed."""
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "", completion: Any = None) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.completion = completion
+
+
+class ContentBlockedError(UnusableAnswerError):
+    """A safety block (Gemini) or a refusal (OpenAI, Anthropic)."""
+
+
+class TruncatedError(UnusableAnswerError):
+    """The answer stopped at the stage's max output tokens."""
+
+
+class JudgeError(CascadeError):
+    """A judge reply that is not the JSON object (or score token) asked for."""
+
+
+class BudgetExhaustedError(CascadeError):
+    """The per-query budget allowed no answer. `result` holds every attempt made."""
+
+    def __init__(self, message: str, result: CascadeResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class CascadeExhausted(CascadeError):
+    """Every tier failed. `result` holds the full trace; `attempts` is a shortcut to it."""
+
+    def __init__(self, message: str, result: CascadeResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+    @property
+    def attempts(self) -> list[Any]:
+        return list(self.result.attempts)

@@ -1,0 +1,11 @@
+"""Test doubles that ship with cascade, so that your tests need neither keys nor a network.
+
+- `FakeVendorServer`: a local HTTP server speaking the OpenAI, Anthropic and Gemini wire formats.
+- `wire`: builders for vendor-shaped reply bodies and errors.
+"""
+
+from cascade.testing import wire
+from cascade.testing.fake_server import FakeVendorServer, RecordedRequest
+from cascade.testing.wire import FakeReply
+
+__all__ = ["FakeReply", "FakeVendorServer", "RecordedRequest", "wire"]

@@ -1,0 +1,186 @@
+"""A local fake of the three vendor APIs, on 127.0.0.1 only, for tests, cassette synthesis and benchmarks.
+
+It speaks just enough of each wire format for the native SDKs: `POST /v1/chat/completions` (OpenAI),
+`POST /v1/messages` (Anthropic), `POST /v1beta/models/{m}:generateContent` and `/v1/models/{m}:generateContent`
+(Gemini, new and legacy SDK). Replies come from a script (a queue per vendor) or from a responder function,
+and every request is recorded for assertions. Point an adapter at `server.url` through its base-URL setting.
+
+    with FakeVendorServer() as server:
+        server.script("openai", wire.openai_chat("4", prompt_tokens=12, completion_tokens=1))
+        ...
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cascade.testing.wire import FakeReply
+
+Vendor = str  # "openai" | "anthropic" | "google"
+Responder = Callable[["RecordedRequest"], FakeReply]
+
+_GEMINI_PATH = re.compile(r"^/(v1|v1beta)/models/([^/:]+):generateContent$")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What the fake server received."""
+
+    vendor: Vendor
+    path: str
+    headers: dict[str, str]
+    body: Any
+    model: str | None
+
+    @property
+    def json(self) -> Any:
+        return self.body
+
+
+def vendor_for_path(path: str) -> tuple[Vendor, str | None] | None:
+    """Which vendor a request path belongs to, and the model when the path names one."""
+    path = path.split("?", 1)[0]
+    if path.endswith("/chat/completions"):
+        return "openai", None
+    if path.endswith("/v1/messages"):
+        return "anthropic", None
+    if m := _GEMINI_PATH.match(path):
+        return "google", m.group(2)
+    return None
+
+
+class FakeVendorServer:
+    """A threaded HTTP server with scripted replies. Use as a context manager."""
+
+    def __init__(self, responder: Responder | None = None) -> None:
+        self._queues: dict[Vendor, deque[FakeReply]] = {}
+        self._lock = threading.Lock()
+        self.responder = responder
+        self.requests: list[RecordedRequest] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting --------------------------------------------------------------------------------
+
+    def script(self, vendor: Vendor, *replies: FakeReply) -> None:
+        """Queue replies for a vendor, served in order; the responder answers once a queue is empty."""
+        with self._lock:
+            self._queues.setdefault(vendor, deque()).extend(replies)
+
+    def pending(self, vendor: Vendor | None = None) -> int:
+        """How many scripted replies have not been served yet."""
+        with self._lock:
+            if vendor is not None:
+                return len(self._queues.get(vendor, ()))
+            return sum(len(q) for q in self._queues.values())
+
+    def _next_reply(self, request: RecordedRequest) -> FakeReply:
+        with self._lock:
+            self.requests.append(request)
+            queue = self._queues.get(request.vendor)
+            if queue:
+                return queue.popleft()
+        if self.responder is not None:
+            return self.responder(request)
+        return FakeReply(599, {"error": f"fake server: nothing scripted for {request.vendor} {request.path}"})
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeVendorServer:
+        handler = _make_handler(self)
+        self._server = _Server(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-vendor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeVendorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+def _make_handler(owner: FakeVendorServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+            return
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            found = vendor_for_path(self.path)
+            if found is None:
+                self._send(FakeReply(404, {"error": {"message": f"no route {self.path}"}}))
+                return
+            vendor, model = found
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            if vendor == "openai" and isinstance(body, dict):
+                model = body.get("model")
+            if vendor == "anthropic" and isinstance(body, dict):
+                model = body.get("model")
+            request = RecordedRequest(vendor, self.path, {k.lower(): v for k, v in self.headers.items()}, body, model)
+            self._send(owner._next_reply(request))
+
+        def _send(self, reply: FakeReply) -> None:
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
+            if reply.drop:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if isinstance(reply.body, bytes):
+                payload = reply.body
+            elif isinstance(reply.body, str):
+                payload = reply.body.encode()
+            else:
+                payload = json.dumps(reply.body).encode()
+            try:
+                self.send_response(reply.status)
+                headers = {"content-type": "application/json", **reply.headers}
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up (its timeout fired): nothing left to tell it.
+                pass
+
+    return Handler

@@ -1,0 +1,217 @@
+"""Reply bodies in each vendor's real wire format, for the fake server and for synthesized cassettes.
+
+Shapes follow recordings of the real APIs (see `cassettes/README.md`): OpenAI Chat Completions, Anthropic
+Messages and Gemini `generateContent`, including their error objects. Ids are made up but shaped like the
+vendors' own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FakeReply:
+    """One scripted HTTP reply. `body` may be a dict (sent as JSON), str or bytes (sent as is)."""
+
+    status: int = 200
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    # Drop the connection without answering (a reset, as the client sees it).
+    drop: bool = False
+
+
+def _short_id(*parts: object) -> str:
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:24]
+
+
+# -- OpenAI -------------------------------------------------------------------------------------------
+
+
+def openai_chat(
+    text: str | None,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    model: str = "gpt-4o-mini-2024-07-18",
+    finish_reason: str = "stop",
+    refusal: str | None = None,
+    top_logprobs: Mapping[str, float] | None = None,
+    cached_tokens: int = 0,
+) -> FakeReply:
+    """A Chat Completions reply. `top_logprobs` fills the first token's top log-probabilities."""
+    logprobs = None
+    if top_logprobs:
+        first = max(top_logprobs, key=lambda t: top_logprobs[t])
+        logprobs = {
+            "content": [
+                {
+                    "token": first,
+                    "logprob": top_logprobs[first],
+                    "bytes": list(first.encode()),
+                    "top_logprobs": [
+                        {"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top_logprobs.items()
+                    ],
+                }
+            ],
+            "refusal": None,
+        }
+    body = {
+        "id": "chatcmpl-" + _short_id(text, prompt_tokens, model),
+        "object": "chat.completion",
+        "created": 1732838400,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": refusal, "annotations": []},
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_0ba0d124f1",
+    }
+    headers = {
+        "content-type": "application/json",
+        "x-request-id": "req_" + _short_id("openai", text, prompt_tokens),
+        "openai-processing-ms": "412",
+        "openai-version": "2020-10-01",
+        "x-ratelimit-limit-requests": "30000",
+        "x-ratelimit-remaining-requests": "29999",
+    }
+    return FakeReply(200, body, headers)
+
+
+def openai_error(status: int, message: str, *, type_: str, code: str | None, retry_after: float | None = None) -> FakeReply:
+    """An OpenAI error object, e.g. 429 `rate_limit_exceeded` or 500 `server_error`."""
+    headers = {"content-type": "application/json", "x-request-id": "req_" + _short_id("openai-err", status)}
+    if retry_after is not None:
+        headers["retry-after"] = _seconds(retry_after)
+        headers["retry-after-ms"] = str(int(retry_after * 1000))
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return FakeReply(status, body, headers)
+
+
+# -- Anthropic ----------------------------------------------------------------------------------------
+
+
+def anthropic_message(
+    text: str | None,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    model: str = "claude-3-5-sonnet-20241022",
+    stop_reason: str = "end_turn",
+) -> FakeReply:
+    """A Messages reply. `stop_reason` may be `end_turn`, `max_tokens` or `refusal`."""
+    content = [] if text is None else [{"type": "text", "text": text}]
+    body = {
+        "id": "msg_01" + _short_id(text, input_tokens)[:22],
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        },
+    }
+    headers = {"content-type": "application/json", "request-id": "req_01" + _short_id("anthropic", text)[:22]}
+    return FakeReply(200, body, headers)
+
+
+def anthropic_error(status: int, type_: str, message: str, *, retry_after: float | None = None) -> FakeReply:
+    """An Anthropic error object, e.g. 429 `rate_limit_error` or 529 `overloaded_error`."""
+    request_id = "req_01" + _short_id("anthropic-err", status)[:22]
+    headers = {"content-type": "application/json", "request-id": request_id, "x-should-retry": "true"}
+    if retry_after is not None:
+        headers["retry-after"] = _seconds(retry_after)
+    body = {"type": "error", "error": {"type": type_, "message": message}, "request_id": request_id}
+    return FakeReply(status, body, headers)
+
+
+# -- Google Gemini ------------------------------------------------------------------------------------
+
+
+def gemini_content(
+    text: str | None,
+    *,
+    prompt_tokens: int,
+    output_tokens: int,
+    model: str = "gemini-1.5-flash-002",
+    finish_reason: str = "STOP",
+    block_reason: str | None = None,
+    top_logprobs: Mapping[str, float] | None = None,
+    thoughts_tokens: int = 0,
+) -> FakeReply:
+    """A generateContent reply. `block_reason` makes a prompt-level safety block (no candidates)."""
+    usage: dict[str, Any] = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens + output_tokens}
+    body: dict[str, Any] = {"usageMetadata": usage, "modelVersion": model, "responseId": _short_id(text)[:22]}
+    if block_reason:
+        body["promptFeedback"] = {"blockReason": block_reason, "safetyRatings": _SAFETY_RATINGS_BLOCKED}
+        return FakeReply(200, body, {"content-type": "application/json; charset=UTF-8"})
+    usage["candidatesTokenCount"] = output_tokens
+    if thoughts_tokens:
+        usage["thoughtsTokenCount"] = thoughts_tokens
+        usage["totalTokenCount"] += thoughts_tokens
+    candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
+    if text is not None:
+        candidate["content"] = {"parts": [{"text": text}], "role": "model"}
+    if finish_reason == "SAFETY":
+        candidate["safetyRatings"] = _SAFETY_RATINGS_BLOCKED
+    if top_logprobs:
+        chosen = max(top_logprobs, key=lambda t: top_logprobs[t])
+        candidate["avgLogprobs"] = top_logprobs[chosen]
+        candidate["logprobsResult"] = {
+            "topCandidates": [
+                {"candidates": [{"token": t, "logProbability": lp} for t, lp in top_logprobs.items()]}
+            ],
+            "chosenCandidates": [{"token": chosen, "logProbability": top_logprobs[chosen]}],
+        }
+    body["candidates"] = [candidate]
+    return FakeReply(200, body, {"content-type": "application/json; charset=UTF-8"})
+
+
+def gemini_error(status: int, grpc_status: str, message: str, *, retry_delay_s: float | None = None) -> FakeReply:
+    """A Google API error object; a 429 may carry a `RetryInfo` detail with the delay."""
+    error: dict[str, Any] = {"code": status, "message": message, "status": grpc_status}
+    if retry_delay_s is not None:
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{math.ceil(retry_delay_s)}s"}
+        ]
+    return FakeReply(status, {"error": error}, {"content-type": "application/json; charset=UTF-8"})
+
+
+_SAFETY_RATINGS_BLOCKED = [
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+]
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

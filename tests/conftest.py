@@ -1,0 +1,154 @@
+"""Cassette replay for every test that is marked `@pytest.mark.vcr`.
+
+Three modes, one set of tests:
+- replay (default, CI): record mode `none`; a request that is not in the cassette fails the test.
+- re-record against the real vendors: `pytest tests/recorded tests/engine --record-mode=rewrite` with real keys
+  in OPENAI_API_KEY, ANTHROPIC_API_KEY and GEMINI_API_KEY.
+- synthesize (how the shipped cassettes were made, having no vendor access): `CASCADE_SYNTHESIZE=1 pytest
+  tests/recorded tests/engine --record-mode=rewrite`. Each test's `@pytest.mark.fake_vendor(...)` replies are
+  served by `cascade.testing.FakeVendorServer`, and the recorded requests are rewritten to the vendors' real
+  hosts, so the cassettes replay exactly as real recordings would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "cassettes"
+SYNTHESIZE = os.environ.get("CASCADE_SYNTHESIZE") == "1"
+
+REAL_HOSTS = {
+    "openai": "https://api.openai.com",
+    "anthropic": "https://api.anthropic.com",
+    "google": "https://generativelanguage.googleapis.com",
+}
+# Keys used while replaying: plain words, so that nothing key-shaped ever lands in a cassette or a log.
+REPLAY_KEYS = {
+    "OPENAI_API_KEY": "replay-openai-key",
+    "ANTHROPIC_API_KEY": "replay-anthropic-key",
+    "GEMINI_API_KEY": "replay-gemini-key",
+}
+BASE_URL_VARS = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
+
+# Response headers that identify an account or a request: dropped before a cassette is written.
+SCRUBBED_RESPONSE_HEADERS = {
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "x-request-id",
+    "request-id",
+    "cf-ray",
+    "x-goog-api-key",
+}
+
+
+def _method_ci(r1: Any, r2: Any) -> None:
+    # google-genai's async client records `post` through aiohttp and `POST` through httpx2.
+    assert r1.method.upper() == r2.method.upper()
+
+
+def _rewrite_to_vendor_host(request: Any) -> Any:
+    """In synthesize mode, make a request to the fake server look like one to the real vendor."""
+    from cascade.testing.fake_server import vendor_for_path
+
+    match = re.match(r"^https?://(127\.0\.0\.1|localhost):\d+(/.*)$", request.uri)
+    if match:
+        found = vendor_for_path(match.group(2))
+        if found:
+            request.uri = REAL_HOSTS[found[0]] + match.group(2)
+            if "host" in request.headers:
+                request.headers["host"] = REAL_HOSTS[found[0]].split("//", 1)[1]
+    return request
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("headers") or {}
+    for name in list(headers):
+        if name.lower() in SCRUBBED_RESPONSE_HEADERS:
+            del headers[name]
+    return response
+
+
+@pytest.fixture(scope="session")
+def vcr_config() -> dict[str, Any]:
+    return {
+        "filter_headers": ["authorization", "x-api-key", "x-goog-api-key", "cookie", "openai-organization",
+                           "openai-project"],
+        "filter_query_parameters": ["key"],
+        "match_on": ["method_ci", "scheme", "host", "port", "path", "query", "body"],
+        "before_record_request": _rewrite_to_vendor_host,
+        "before_record_response": _scrub_response,
+        "decode_compressed_response": True,
+    }
+
+
+def pytest_recording_configure(config: Any, vcr: Any) -> None:
+    vcr.register_matcher("method_ci", _method_ci)
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    module = Path(str(request.node.fspath)).stem.removeprefix("test_")
+    return str(CASSETTES / module)
+
+
+@pytest.fixture(autouse=True)
+def _vendor_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Replay keys and default hosts for cassette tests; a scripted fake vendor in synthesize mode."""
+    if request.node.get_closest_marker("vcr") is None:
+        yield
+        return
+    for var in BASE_URL_VARS:
+        monkeypatch.delenv(var, raising=False)
+    real_recording = not SYNTHESIZE and request.config.getoption("--record-mode") not in ("none", None)
+    if not real_recording:
+        for var, value in REPLAY_KEYS.items():
+            monkeypatch.setenv(var, value)
+    _fail_on_cassette_miss(monkeypatch)
+    if not SYNTHESIZE:
+        yield
+        return
+    from cascade.testing import FakeVendorServer
+
+    with FakeVendorServer() as server:
+        for marker in request.node.iter_markers("fake_vendor"):
+            vendor, *replies = marker.args
+            server.script(vendor, *replies)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        yield
+        assert server.pending() == 0, "a scripted reply was never requested"
+
+
+def _fail_on_cassette_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDKs wrap vcrpy's miss in a connection error (and would escalate past it): fail loudly instead."""
+    from vcr.errors import CannotOverwriteExistingCassetteException
+
+    from cascade.providers.base import Provider
+
+    original = Provider._translated
+
+    @contextmanager
+    def translated(self: Provider, request: Any) -> Iterator[None]:
+        try:
+            with original(self, request):
+                yield
+        except Exception as exc:
+            cause: BaseException | None = exc
+            while cause is not None:
+                if isinstance(cause, CannotOverwriteExistingCassetteException):
+                    pytest.fail(f"cassette miss: {cause}", pytrace=False)
+                cause = cause.__cause__ or cause.__context__
+            raise
+
+    monkeypatch.setattr(Provider, "_translated", translated)
