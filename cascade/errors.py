@@ -118,9 +118,7 @@ class MissingDependencyError(UsageError):
     def __init__(self, provider: str, extra: str, module: str) -> None:
         self.provider = provider
         self.extra = extra
-        super().__init__(
-            f"provider {provider!r} needs the {module!r} package: pip install 'cascade-router[{extra}]'"
-        )
+        super().__init__(f"provider {provider!r} needs the {module!r} package: pip install 'cascade-router[{extra}]'")
 
 
 class InvalidQueryError(UsageError, ValueError):

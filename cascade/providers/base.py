@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from cascade.errors import (
     ContentBlockedError,
@@ -147,7 +147,7 @@ class Provider(ABC):
     missing key surfaces on the first call that needs it.
     """
 
-    name: ClassVar[str]
+    name: str = ""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings

@@ -2,10 +2,20 @@
 
 - `FakeVendorServer`: a local HTTP server speaking the OpenAI, Anthropic and Gemini wire formats.
 - `wire`: builders for vendor-shaped reply bodies and errors.
+- `ScriptedProvider`: an in-process provider answering from a script (no HTTP at all).
 """
 
 from cascade.testing import wire
 from cascade.testing.fake_server import FakeVendorServer, RecordedRequest
+from cascade.testing.scripted import ScriptedProvider, completion, judge_json
 from cascade.testing.wire import FakeReply
 
-__all__ = ["FakeReply", "FakeVendorServer", "RecordedRequest", "wire"]
+__all__ = [
+    "FakeReply",
+    "FakeVendorServer",
+    "RecordedRequest",
+    "ScriptedProvider",
+    "completion",
+    "judge_json",
+    "wire",
+]

@@ -12,6 +12,7 @@ and every request is recorded for assertions. Point an adapter at `server.url` t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -160,10 +161,8 @@ def _make_handler(owner: FakeVendorServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(reply.delay_s)
             if reply.drop:
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             if isinstance(reply.body, bytes):
                 payload = reply.body

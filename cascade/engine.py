@@ -1,0 +1,251 @@
+"""`Cascade`: the public entry point. Two small drivers run the one step machine in `cascade.flow`.
+
+The sync driver calls the vendors' sync SDK clients and never touches asyncio, so `run` works anywhere,
+inside a running event loop (a notebook, a FastAPI handler) included. The async driver awaits the async
+clients and bounds every call with `asyncio.timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cascade.errors import CascadeError, ProviderError, VendorTimeoutError
+from cascade.flow import Call, Outcome, QueryContext, Sleep, cascade_flow
+from cascade.policy import Policy, load_policy
+from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
+from cascade.providers.base import Provider, ProviderSettings
+from cascade.query import Query, estimate_input_tokens, normalize_query
+from cascade.result import CascadeResult
+
+# Slack on top of a call's own timeout before the async driver cancels it (the SDK should time out first).
+_ASYNC_TIMEOUT_GRACE_S = 1.0
+
+
+class Cascade:
+    """Route queries through one or more policies.
+
+    >>> router = Cascade.from_policy("policies/default.yaml")
+    >>> result = router.run("Is this review positive? 'Great phone'")
+
+    `providers` injects adapters by provider name (test doubles, or clients you built yourself);
+    `api_keys` gives keys explicitly instead of reading the environment.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | str | Path,
+        *more_policies: Policy | str | Path,
+        providers: Mapping[str, Provider] | None = None,
+        api_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        loaded = [p if isinstance(p, Policy) else load_policy(p) for p in (policy, *more_policies)]
+        self.policies: dict[str, Policy] = {p.name: p for p in loaded}
+        self.default_policy = loaded[0]
+        self._injected = dict(providers or {})
+        self._api_keys = dict(api_keys or {})
+        self._providers: dict[tuple[Any, ...], Provider] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_policy(cls, policy: Policy | str | Path, *more: Policy | str | Path, **kwargs: Any) -> Cascade:
+        """Build a router from policy files or `Policy` objects; the first is the default."""
+        return cls(policy, *more, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Cascade(policies={list(self.policies)!r})"
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def run(
+        self,
+        query: Query,
+        *,
+        system: str | None = None,
+        policy: str | None = None,
+        max_cost_usd: float | None = None,
+        query_id: str | None = None,
+    ) -> CascadeResult:
+        """Answer one query (a string or a list of chat messages) with the cheapest accepted tier."""
+        return self._drive_sync(self._context(query, system, policy, max_cost_usd, query_id))
+
+    async def arun(
+        self,
+        query: Query,
+        *,
+        system: str | None = None,
+        policy: str | None = None,
+        max_cost_usd: float | None = None,
+        query_id: str | None = None,
+    ) -> CascadeResult:
+        """The async twin of `run`."""
+        return await self._drive_async(self._context(query, system, policy, max_cost_usd, query_id))
+
+    def run_many(
+        self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
+    ) -> list[Any]:
+        """Answer many queries on `concurrency` threads; results in input order.
+
+        With `return_exceptions=True` a failed query's `CascadeError` takes its place in the list instead of
+        being raised (the others are kept either way: every query runs to its end).
+        """
+        items = list(queries)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+        def one(query: Query) -> Any:
+            try:
+                return self.run(query, **kwargs)
+            except CascadeError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(concurrency, max(len(items), 1))) as pool:
+            results = list(pool.map(one, items))
+        return _settle(results, return_exceptions)
+
+    async def arun_many(
+        self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
+    ) -> list[Any]:
+        """Answer many queries concurrently on the running loop; results in input order."""
+        items = list(queries)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(query: Query) -> Any:
+            async with semaphore:
+                try:
+                    return await self.arun(query, **kwargs)
+                except CascadeError as exc:
+                    return exc
+
+        results = await asyncio.gather(*(one(q) for q in items))
+        return _settle(list(results), return_exceptions)
+
+    # -- query set-up -----------------------------------------------------------------------------
+
+    def _context(
+        self, query: Query, system: str | None, policy_name: str | None, max_cost: float | None, query_id: str | None
+    ) -> QueryContext:
+        policy = self._policy(policy_name)
+        messages, system_prompt = normalize_query(query, system)
+        prices = policy.price_table()
+        windows = [w for s in policy.stages if (p := prices.find(s.model)) and (w := p.context_window)]
+        tokens = estimate_input_tokens(messages, system_prompt, pessimistic=False)
+        if windows and tokens > max(windows):
+            from cascade.errors import InvalidQueryError
+
+            raise InvalidQueryError(
+                f"query is about {tokens} tokens, beyond every stage's context window (largest {max(windows)})"
+            )
+        if max_cost is not None and max_cost <= 0:
+            raise ValueError("max_cost_usd must be positive")
+        return QueryContext(
+            policy=policy,
+            prices=prices,
+            messages=messages,
+            system=system_prompt,
+            query_id=query_id or uuid.uuid4().hex[:12],
+            max_cost_usd=max_cost,
+        )
+
+    def _policy(self, name: str | None) -> Policy:
+        if name is None:
+            return self.default_policy
+        try:
+            return self.policies[name]
+        except KeyError:
+            raise ValueError(f"no policy named {name!r}; loaded: {', '.join(self.policies)}") from None
+
+    def _provider(self, policy: Policy, name: str) -> Provider:
+        if name in self._injected:
+            return self._injected[name]
+        config = policy.providers.get(name)  # type: ignore[call-overload]
+        key_env = (config.api_key_env,) if config and config.api_key_env else DEFAULT_KEY_ENV[name]
+        backend = config.backend if config else None
+        settings = ProviderSettings(
+            api_key=self._api_keys.get(name),
+            api_key_env=key_env,
+            base_url=config.base_url if config else None,
+            base_url_env=DEFAULT_BASE_URL_ENV[name],
+            backend=backend,
+        )
+        cache_key = (name, backend, key_env, settings.base_url)
+        with self._lock:
+            provider = self._providers.get(cache_key)
+            if provider is None:
+                provider = get_provider_class(name, backend)(settings)
+                self._providers[cache_key] = provider
+        return provider
+
+    # -- drivers ----------------------------------------------------------------------------------
+
+    def _drive_sync(self, ctx: QueryContext) -> CascadeResult:
+        flow, policy = cascade_flow(ctx), ctx.policy
+        outcome: Outcome = None
+        try:
+            while True:
+                step = flow.send(outcome)
+                if isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                    outcome = None
+                else:
+                    outcome = self._execute_sync(policy, step)
+        except StopIteration as stop:
+            result: CascadeResult = stop.value
+            return result
+        finally:
+            flow.close()
+
+    def _execute_sync(self, policy: Policy, call: Call) -> Outcome:
+        provider = self._provider(policy, call.provider)
+        try:
+            return provider.complete(call.request)
+        except ProviderError as exc:
+            return exc
+
+    async def _drive_async(self, ctx: QueryContext) -> CascadeResult:
+        flow, policy = cascade_flow(ctx), ctx.policy
+        outcome: Outcome = None
+        try:
+            while True:
+                step = flow.send(outcome)
+                if isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                    outcome = None
+                else:
+                    outcome = await self._execute_async(policy, step)
+        except StopIteration as stop:
+            result: CascadeResult = stop.value
+            return result
+        finally:
+            flow.close()
+
+    async def _execute_async(self, policy: Policy, call: Call) -> Outcome:
+        provider = self._provider(policy, call.provider)
+        limit = call.request.timeout_s + _ASYNC_TIMEOUT_GRACE_S
+        try:
+            async with asyncio.timeout(limit):
+                return await provider.acomplete(call.request)
+        except TimeoutError:
+            return VendorTimeoutError(
+                f"{call.provider} gave no reply within {call.request.timeout_s:.1f}s",
+                provider=call.provider,
+                model=call.request.model,
+            )
+        except ProviderError as exc:
+            return exc
+
+
+def _settle(results: list[Any], return_exceptions: bool) -> list[Any]:
+    if not return_exceptions:
+        for item in results:
+            if isinstance(item, BaseException):
+                raise item
+    return results

@@ -1,0 +1,445 @@
+"""The cascade as a sans-I/O step machine: one copy of the logic for the sync and the async driver.
+
+`cascade_flow` is a generator. It yields a `Call` (ask this provider this request) or a `Sleep` (wait before
+a retry); the driver performs it and sends back a `Completion`, a `ProviderError`, or None after a sleep.
+When the query is settled the generator returns a `CascadeResult`, or raises `CascadeExhausted` /
+`BudgetExhaustedError` carrying the whole trace. Decisions (accept or escalate, budget, retries) live here,
+over plain data; I/O lives in the drivers (`cascade.engine`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from cascade.errors import (
+    BudgetExhaustedError,
+    CascadeExhausted,
+    JudgeError,
+    ProviderError,
+    UnusableAnswerError,
+    VendorHTTPError,
+)
+from cascade.judge import Verdict, build_judge_prompt, parse_json_verdict, score_from_logprobs
+from cascade.policy import JudgeConfig, Policy, Stage
+from cascade.prices import PriceTable
+from cascade.providers.base import Completion, CompletionRequest, Message
+from cascade.query import estimate_input_tokens, query_text
+from cascade.result import Attempt, AttemptError, CascadeResult, PolicyRef, Role
+from cascade.routing import classifier_prompt, parse_label, route_by_rules
+
+log = structlog.get_logger("cascade")
+
+# Extra tokens the judge prompt adds around the query and the answer (instructions and markers).
+JUDGE_PROMPT_OVERHEAD_TOKENS = 350
+LOGPROBS_TOP_N = 20
+# Backoff between retries when the vendor gives no Retry-After: 0.5 s doubling, jittered by up to 25%.
+BACKOFF_BASE_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Ask `provider` (with `backend`, for google) this request."""
+
+    stage: str
+    role: Role
+    provider: str
+    request: CompletionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Step = Call | Sleep
+Outcome = Completion | ProviderError | None
+Flow = Generator[Step, Outcome, CascadeResult]
+
+
+@dataclass
+class QueryContext:
+    """Everything one query needs, and the trace it accumulates."""
+
+    policy: Policy
+    prices: PriceTable
+    messages: tuple[Message, ...]
+    system: str | None
+    query_id: str
+    max_cost_usd: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+    attempts: list[Attempt] = field(default_factory=list)
+    spent: float = 0.0
+    start: float = 0.0
+    deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.start = self.clock()
+        self.deadline = self.start + self.policy.budget.deadline_s
+        if self.max_cost_usd is None:
+            self.max_cost_usd = self.policy.budget.max_cost_usd
+        self.text = query_text(self.messages, self.system)
+        self._log = log.bind(query_id=self.query_id, policy=self.policy.name, policy_version=self.policy.version)
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def event(self, name: str, **fields: Any) -> None:
+        self._log.info(name, **fields)
+
+
+def cascade_flow(ctx: QueryContext) -> Flow:
+    """Route, then answer, judge and escalate stage by stage until an answer is accepted."""
+    policy = ctx.policy
+    entry, route = yield from _choose_entry(ctx)
+    first = policy.stage_index(entry)
+    best: tuple[Stage, Completion, float | None] | None = None
+    accepted: tuple[Stage, Completion, float | None] | None = None
+    escalations = 0
+    budget_exhausted = False
+    stop_reason = "every stage failed"
+    input_estimate = estimate_input_tokens(ctx.messages, ctx.system, pessimistic=False)
+
+    for index in range(first, len(policy.stages)):
+        stage = policy.stages[index]
+        is_last = index == len(policy.stages) - 1
+        if index > first:
+            escalations += 1
+        window = ctx.prices[stage.model].context_window if ctx.prices.find(stage.model) else None
+        if window is not None and input_estimate > window:
+            ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason="query exceeds context window")
+            continue
+        judged = not is_last or policy.judge_last_stage
+        if not _affordable(ctx, stage, judged):
+            budget_exhausted, stop_reason = True, "budget exhausted"
+            ctx.event("cascade.budget", stage=stage.name, spent_usd=ctx.spent, max_cost_usd=ctx.max_cost_usd)
+            break
+        if ctx.remaining() <= 0:
+            stop_reason = "query deadline passed"
+            break
+
+        completion = yield from _answer(ctx, stage)
+        if completion is None:
+            if policy.on_error == "raise":
+                raise _raise_now(ctx, route, entry)
+            continue
+        if not judged:
+            accepted = (stage, completion, None)
+            break
+        verdict = yield from _judge(ctx, stage, completion.text or "")
+        if verdict is None and policy.on_error == "raise":
+            raise _raise_now(ctx, route, entry)
+        confidence = verdict.confidence if verdict else 0.0
+        if best is None or confidence > (best[2] or 0.0):
+            best = (stage, completion, confidence)
+        threshold = stage.threshold if stage.threshold is not None else 0.0
+        if confidence >= threshold:
+            accepted = (stage, completion, confidence)
+            break
+        if not is_last:
+            ctx.event(
+                "cascade.escalate",
+                stage=stage.name,
+                to_stage=policy.stages[index + 1].name,
+                confidence=confidence,
+                threshold=threshold,
+            )
+
+    chosen = accepted or best
+    result = _result(ctx, chosen, accepted is not None, escalations, budget_exhausted, entry, route)
+    if chosen is None:
+        ctx.event("cascade.done", outcome=stop_reason, cost_usd=result.cost_usd, latency_s=result.latency_s)
+        message = f"query {ctx.query_id}: no answer ({stop_reason}); {len(ctx.attempts)} calls made"
+        if budget_exhausted:
+            raise BudgetExhaustedError(message, result)
+        raise CascadeExhausted(message, result)
+    ctx.event(
+        "cascade.done",
+        outcome="accepted" if accepted else "best-effort",
+        stage=result.stage,
+        model=result.model,
+        confidence=result.confidence,
+        cost_usd=result.cost_usd,
+        flagship_cost_usd=result.flagship_cost_usd,
+        latency_s=result.latency_s,
+        escalations=escalations,
+        budget_exhausted=budget_exhausted,
+        **({"answer": result.answer} if ctx.policy.log_text else {}),
+    )
+    return result
+
+
+# -- routing ---------------------------------------------------------------------------------------
+
+
+def _choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]]:
+    policy = ctx.policy
+    if (ruled := route_by_rules(policy, ctx.text)) is not None:
+        ctx.event("cascade.route", entry_stage=ruled[0], route=ruled[1])
+        return ruled
+    classifier = policy.routing.classifier
+    if classifier is None:
+        return policy.stages[0].name, "default"
+    request = CompletionRequest(
+        model=classifier.model,
+        messages=(Message("user", classifier_prompt(classifier, ctx.text)),),
+        max_output_tokens=classifier.max_output_tokens,
+        timeout_s=classifier.timeout_s,
+    )
+    completion, slot = yield from _call(ctx, "classifier", "classify", classifier.provider, request, retries=0)
+    if completion is None:
+        return policy.stages[0].name, "default (classifier failed)"
+    label = parse_label(completion.text)
+    ctx.attempts[slot] = ctx.attempts[slot].model_copy(update={"label": label})
+    if label is None:
+        ctx.attempts[slot] = ctx.attempts[slot].model_copy(
+            update={"error": AttemptError(type="JudgeError", message=f"unreadable label: {completion.text!r}")}
+        )
+        return policy.stages[0].name, "default (classifier unreadable)"
+    stage = classifier.labels.get(label, policy.stages[0].name)  # type: ignore[call-overload]
+    ctx.event("cascade.route", entry_stage=stage, route=f"classifier:{label}")
+    return stage, f"classifier:{label}"
+
+
+# -- one stage -------------------------------------------------------------------------------------
+
+
+def _answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completion | None]:
+    system = "\n\n".join(s for s in (stage.system_prompt, ctx.system) if s) or None
+    request = CompletionRequest(
+        model=stage.model,
+        messages=ctx.messages,
+        max_output_tokens=stage.max_output_tokens,
+        temperature=stage.temperature,
+        system=system,
+        timeout_s=stage.timeout_s,
+    )
+    completion, slot = yield from _call(ctx, stage.name, "answer", stage.provider, request, retries=stage.retries)
+    if completion is None:
+        return None
+    try:
+        completion.answer_text()
+    except UnusableAnswerError as exc:
+        ctx.attempts[slot] = ctx.attempts[slot].model_copy(update={"error": _attempt_error(exc)})
+        _log_error(ctx, ctx.attempts[slot])
+        return None
+    attempt = ctx.attempts[slot]
+    ctx.event(
+        "cascade.answer",
+        stage=stage.name,
+        provider=stage.provider,
+        model=stage.model,
+        input_tokens=attempt.input_tokens,
+        output_tokens=attempt.output_tokens,
+        cost_usd=attempt.cost_usd,
+        latency_s=attempt.latency_s,
+        **({"query": ctx.text, "answer": completion.text} if ctx.policy.log_text else {}),
+    )
+    return completion
+
+
+def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outcome, Verdict | None]:
+    judge: JudgeConfig = ctx.policy.judge_for(stage)
+    # Anthropic returns no log-probabilities: its judges always use the JSON method.
+    method = "json" if judge.provider == "anthropic" else judge.method
+    request = CompletionRequest(
+        model=judge.model,
+        messages=(Message("user", build_judge_prompt(ctx.text, answer, instructions=judge.prompt, method=method)),),
+        max_output_tokens=judge.max_output_tokens,
+        temperature=0.0,
+        timeout_s=judge.timeout_s,
+        top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
+    )
+    completion, slot = yield from _call(ctx, stage.name, "judge", judge.provider, request, retries=judge.retries)
+    if completion is None:
+        return None
+    threshold = stage.threshold
+    try:
+        if method == "logprobs":
+            verdict = score_from_logprobs(completion.first_token_logprobs, completion.text)
+        else:
+            verdict = parse_json_verdict(completion.text)
+    except JudgeError as exc:
+        ctx.attempts[slot] = ctx.attempts[slot].model_copy(
+            update={"confidence": 0.0, "threshold": threshold, "error": _attempt_error(exc)}
+        )
+        _log_error(ctx, ctx.attempts[slot])
+        return Verdict(confidence=0.0, reason="")  # an unreadable verdict escalates, like a low score
+    ctx.attempts[slot] = ctx.attempts[slot].model_copy(
+        update={"confidence": verdict.confidence, "threshold": threshold, "judge_reason": verdict.reason}
+    )
+    attempt = ctx.attempts[slot]
+    ctx.event(
+        "cascade.judge",
+        stage=stage.name,
+        provider=judge.provider,
+        model=judge.model,
+        input_tokens=attempt.input_tokens,
+        output_tokens=attempt.output_tokens,
+        cost_usd=attempt.cost_usd,
+        latency_s=attempt.latency_s,
+        confidence=verdict.confidence,
+        threshold=threshold,
+    )
+    return verdict
+
+
+# -- one vendor call, with retries under a deadline ----------------------------------------------
+
+
+def _call(
+    ctx: QueryContext, stage: str, role: Role, provider: str, request: CompletionRequest, *, retries: int
+) -> Generator[Step, Outcome, tuple[Completion | None, int]]:
+    """Make a call, retrying retryable errors within the call's timeout and the query's deadline.
+
+    Returns the completion (or None) and the index of its attempt in `ctx.attempts`.
+    """
+    call_deadline = min(ctx.clock() + request.timeout_s, ctx.deadline)
+    for retry in range(retries + 1):
+        remaining = call_deadline - ctx.clock()
+        if remaining <= 0:
+            break
+        outcome = yield Call(stage, role, provider, replace(request, timeout_s=remaining))
+        if isinstance(outcome, Completion):
+            cost = ctx.prices.cost(
+                request.model, outcome.input_tokens, outcome.output_tokens, outcome.cached_input_tokens
+            )
+            ctx.spent += cost
+            ctx.attempts.append(
+                Attempt(
+                    stage=stage,
+                    role=role,
+                    provider=provider,
+                    model=request.model,
+                    served_by=outcome.model,
+                    input_tokens=outcome.input_tokens,
+                    output_tokens=outcome.output_tokens,
+                    cached_input_tokens=outcome.cached_input_tokens,
+                    cost_usd=cost,
+                    latency_s=outcome.latency_s,
+                    finish_reason=outcome.finish_reason,
+                    request_id=outcome.request_id,
+                    retry=retry,
+                )
+            )
+            return outcome, len(ctx.attempts) - 1
+        assert isinstance(outcome, ProviderError), f"driver sent {outcome!r}"
+        attempt = Attempt(
+            stage=stage, role=role, provider=provider, model=request.model, retry=retry, error=_attempt_error(outcome)
+        )
+        ctx.attempts.append(attempt)
+        _log_error(ctx, attempt)
+        if not outcome.retryable or retry == retries:
+            break
+        delay = _retry_delay(ctx, outcome, retry)
+        if ctx.clock() + delay >= call_deadline:
+            break  # waiting would eat the whole deadline: move on instead
+        yield Sleep(delay)
+    return None, -1
+
+
+def _retry_delay(ctx: QueryContext, error: ProviderError, retry: int) -> float:
+    hinted = error.retry_after if isinstance(error, VendorHTTPError) else None
+    if hinted is not None:
+        return hinted
+    return BACKOFF_BASE_S * (2**retry) * (1 + 0.25 * ctx.rng.random())
+
+
+# -- budget ----------------------------------------------------------------------------------------
+
+
+def estimate_stage_cost(ctx: QueryContext, stage: Stage, judged: bool) -> float:
+    """A pessimistic price for a stage: the input, the stage's max output, and its judge call."""
+    input_tokens = estimate_input_tokens(ctx.messages, ctx.system)
+    cost = ctx.prices.cost(stage.model, input_tokens, stage.max_output_tokens)
+    if judged:
+        judge = ctx.policy.judge_for(stage)
+        judge_input = input_tokens + stage.max_output_tokens + JUDGE_PROMPT_OVERHEAD_TOKENS
+        cost += ctx.prices.cost(judge.model, judge_input, judge.max_output_tokens)
+    return cost
+
+
+def _affordable(ctx: QueryContext, stage: Stage, judged: bool) -> bool:
+    if ctx.max_cost_usd is None:
+        return True
+    return ctx.spent + estimate_stage_cost(ctx, stage, judged) <= ctx.max_cost_usd
+
+
+# -- results and errors ----------------------------------------------------------------------------
+
+
+def _result(
+    ctx: QueryContext,
+    chosen: tuple[Stage, Completion, float | None] | None,
+    accepted: bool,
+    escalations: int,
+    budget_exhausted: bool,
+    entry: str,
+    route: str,
+) -> CascadeResult:
+    answer = stage = provider = model = None
+    confidence: float | None = None
+    flagship = 0.0
+    if chosen is not None:
+        chosen_stage, completion, confidence = chosen
+        answer, stage, provider, model = completion.text, chosen_stage.name, chosen_stage.provider, chosen_stage.model
+        last = ctx.policy.stages[-1]
+        flagship = ctx.prices.cost(last.model, completion.input_tokens, completion.output_tokens)
+    return CascadeResult(
+        query_id=ctx.query_id,
+        answer=answer,
+        stage=stage,
+        provider=provider,
+        model=model,
+        confidence=confidence,
+        accepted=accepted,
+        cost_usd=sum(a.cost_usd for a in ctx.attempts),
+        flagship_cost_usd=flagship,
+        latency_s=ctx.clock() - ctx.start,
+        escalations=escalations,
+        budget_exhausted=budget_exhausted,
+        entry_stage=entry,
+        route=route,
+        policy=PolicyRef(name=ctx.policy.name, version=ctx.policy.version),
+        attempts=list(ctx.attempts),
+    )
+
+
+def _raise_now(ctx: QueryContext, route: str, entry: str) -> CascadeExhausted:
+    """`on_error: raise`: stop at the first failure, with the trace so far."""
+    result = _result(ctx, None, False, 0, False, entry, route)
+    last = ctx.attempts[-1] if ctx.attempts else None
+    why = f"{last.error.type}: {last.error.message}" if last and last.error else "call failed"
+    return CascadeExhausted(
+        f"query {ctx.query_id}: on_error=raise and stage {last and last.stage} failed ({why})", result
+    )
+
+
+def _attempt_error(exc: Exception) -> AttemptError:
+    return AttemptError(
+        type=type(exc).__name__,
+        message=str(exc),
+        status_code=getattr(exc, "status_code", None),
+        retry_after=getattr(exc, "retry_after", None),
+    )
+
+
+def _log_error(ctx: QueryContext, attempt: Attempt) -> None:
+    assert attempt.error is not None
+    ctx.event(
+        "cascade.error",
+        stage=attempt.stage,
+        role=attempt.role,
+        provider=attempt.provider,
+        model=attempt.model,
+        error_type=attempt.error.type,
+        error=attempt.error.message,
+        status_code=attempt.error.status_code,
+        retry=attempt.retry,
+    )

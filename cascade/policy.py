@@ -1,0 +1,298 @@
+"""Policies: one YAML file per product saying which models answer, who judges, and when to escalate.
+
+Policies are strict pydantic models (`extra="forbid"`): a typo is an error, never a silent default. Every
+problem is reported as `PolicyError` with the file, the field path and what is wrong. The committed JSON
+Schema (`policies/policy.schema.json`, printed by `cascade policy schema`) is generated from these models.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cascade.errors import PolicyError
+from cascade.prices import ModelPrice, PriceTable, load_prices
+
+ProviderName = Literal["openai", "anthropic", "google"]
+StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class JudgeConfig(_Strict):
+    """The LLM that grades a stage's answer. Its score / 10 is the confidence compared with the threshold."""
+
+    provider: ProviderName = "openai"
+    model: str = Field("gpt-4o-mini", min_length=1)
+    method: Literal["json", "logprobs"] = Field(
+        "json",
+        description='json: ask for {"score": 0-10, "reason": ...}. logprobs: one score token, '
+        "probability-weighted from the top log-probabilities (OpenAI, Gemini); falls back to json elsewhere.",
+    )
+    prompt: str | None = Field(
+        None,
+        description="Grading instructions for this product. cascade adds the delimited query and answer and "
+        "the reply format itself, so a custom prompt cannot weaken them.",
+    )
+    max_output_tokens: int = Field(100, ge=1, le=4096)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    retries: int = Field(1, ge=0, le=10)
+
+
+class Stage(_Strict):
+    """One tier of the cascade."""
+
+    name: StageName
+    provider: ProviderName
+    model: str = Field(min_length=1)
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Accept this stage's answer when the judge's confidence is >= this."
+    )
+    max_output_tokens: int = Field(1024, ge=1, le=200_000)
+    temperature: float = Field(0.0, ge=0, le=2)
+    system_prompt: str | None = None
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="Per call, including retries.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a retryable vendor error (429, 5xx, timeout).")
+    judge: JudgeConfig | None = Field(None, description="Overrides the policy's judge for this stage.")
+
+
+class RoutingRule(_Strict):
+    """Send matching queries straight to `stage`. All conditions given must hold; the first rule matching wins."""
+
+    name: str = Field(min_length=1)
+    stage: str
+    regex: str | None = Field(None, description="Python regex searched in the query (case-insensitive).")
+    keywords: list[str] = Field(default_factory=list, description="Words looked for, case-insensitive.")
+    min_keywords: int = Field(1, ge=1, description="How many distinct keywords must appear.")
+    min_chars: int | None = Field(None, ge=0)
+    max_chars: int | None = Field(None, ge=0)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> RoutingRule:
+        if self.regex is None and not self.keywords and self.min_chars is None and self.max_chars is None:
+            raise ValueError("a rule needs at least one of regex, keywords, min_chars, max_chars")
+        if self.keywords and self.min_keywords > len(self.keywords):
+            raise ValueError(f"min_keywords is {self.min_keywords} but only {len(self.keywords)} keywords given")
+        return self
+
+
+class ClassifierConfig(_Strict):
+    """A cheap LLM that labels each query low / medium / high; each label names an entry stage."""
+
+    provider: ProviderName = "openai"
+    model: str = Field("gpt-4o-mini", min_length=1)
+    labels: dict[Literal["low", "medium", "high"], str]
+    prompt: str | None = Field(None, description="Extra guidance on what counts as low, medium and high.")
+    max_output_tokens: int = Field(10, ge=1, le=256)
+    timeout_s: float = Field(15.0, gt=0, le=600)
+
+
+class Routing(_Strict):
+    """The complexity matrix: rules first, then the classifier if enabled, else the first stage."""
+
+    rules: list[RoutingRule] = Field(default_factory=list)
+    classifier: ClassifierConfig | None = None
+
+
+class Budget(_Strict):
+    """Limits per query."""
+
+    max_cost_usd: float | None = Field(None, gt=0, description="No call is made that could exceed this.")
+    deadline_s: float = Field(120.0, gt=0, le=3600, description="Wall-clock limit for the whole query.")
+
+
+class ProviderConfig(_Strict):
+    """How to reach a vendor. Keys never live in a policy: only the name of the variable holding one."""
+
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    base_url: str | None = Field(None, description="A proxy or gateway; default: the vendor's API.")
+    backend: Literal["genai", "generativeai"] | None = Field(
+        None, description="google only: genai (google-genai, default) or generativeai (legacy, opt-in)."
+    )
+
+
+class PriceOverride(_Strict):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    context_window: int | None = Field(None, gt=0)
+
+
+class Policy(_Strict):
+    """A product's cascade: stages in order of cost, the judge, routing, budget and error handling."""
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    description: str | None = None
+    stages: list[Stage] = Field(min_length=1)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    judge_last_stage: bool = Field(False, description="Also judge the last stage (it is accepted either way).")
+    routing: Routing = Field(default_factory=Routing)
+    budget: Budget = Field(default_factory=Budget)
+    on_error: Literal["escalate", "raise"] = "escalate"
+    providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    log_text: bool = Field(False, description="Put query and answer text in log events (off: privacy).")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        names = [s.name for s in self.stages]
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                raise _FieldError(("stages", i, "name"), f"duplicate stage name {name!r}")
+            seen.add(name)
+        for i, stage in enumerate(self.stages[:-1]):
+            if stage.threshold is None:
+                raise _FieldError(("stages", i, "threshold"), "required on every stage but the last")
+        for i, rule in enumerate(self.routing.rules):
+            if rule.stage not in seen:
+                raise _FieldError(("routing", "rules", i, "stage"), f"no stage named {rule.stage!r} ({_known(names)})")
+        if self.routing.classifier:
+            for label, stage_name in self.routing.classifier.labels.items():
+                if stage_name not in seen:
+                    raise _FieldError(
+                        ("routing", "classifier", "labels", label), f"no stage named {stage_name!r} ({_known(names)})"
+                    )
+        for provider, config in self.providers.items():
+            if config.backend is not None and provider != "google":
+                raise _FieldError(("providers", provider, "backend"), "only the google provider has backends")
+        table = self.price_table()
+        for path, model in self._models():
+            if table.find(model) is None:
+                raise _FieldError(path, f"no price for model {model!r}: add it under `prices:` in the policy")
+        return self
+
+    def _models(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = [(("judge", "model"), self.judge.model)]
+        for i, stage in enumerate(self.stages):
+            found.append((("stages", i, "model"), stage.model))
+            if stage.judge:
+                found.append((("stages", i, "judge", "model"), stage.judge.model))
+        if self.routing.classifier:
+            found.append((("routing", "classifier", "model"), self.routing.classifier.model))
+        return found
+
+    # -- helpers the engine uses ------------------------------------------------------------------
+
+    def price_table(self) -> PriceTable:
+        """The shipped prices with this policy's overrides applied."""
+        overrides = {m: ModelPrice(**p.model_dump()) for m, p in self.prices.items()}
+        return load_prices().with_overrides(overrides)
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def stage_index(self, name: str) -> int:
+        return [s.name for s in self.stages].index(name)
+
+    def judge_for(self, stage: Stage) -> JudgeConfig:
+        return stage.judge or self.judge
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Policy:
+        """Load and validate a YAML policy file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(str(path), [("", f"cannot read file: {exc.strerror or exc}")]) from None
+        return cls.from_yaml(text, source=str(path))
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "<string>") -> Policy:
+        """Validate a policy given as YAML text (read with the safe loader)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise PolicyError(source, [("", f"YAML syntax error: {where}{exc.problem}")]) from None
+        except yaml.YAMLError as exc:
+            raise PolicyError(source, [("", f"YAML error: {exc}")]) from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<dict>") -> Policy:
+        """Validate a policy given as a mapping."""
+        if not isinstance(data, Mapping):
+            kind = "empty" if data is None else f"a {type(data).__name__}"
+            raise PolicyError(source, [("", f"a policy must be a mapping of fields, got {kind}")])
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise PolicyError(source, _problems(exc)) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load and validate a policy file; raises `PolicyError` naming the file, field and problem."""
+    return Policy.from_file(path)
+
+
+class _FieldError(ValueError):
+    """A cross-field problem that should be reported at a precise path, not at the policy's root."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def _known(names: list[str]) -> str:
+    return "stages are " + ", ".join(names)
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _FieldError):
+            problems.append((_format_loc(loc + ctx_error.loc), ctx_error.message))
+            continue
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict | list):
+            message += f" (got {err.get('input')!r})"
+        if err["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; see policies/policy.schema.json)"
+        problems.append((_format_loc(loc), message))
+    return problems

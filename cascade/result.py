@@ -1,0 +1,93 @@
+"""What a query returns: the answer, who gave it, what it cost, and one `Attempt` per vendor call."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+Role = Literal["answer", "judge", "classify"]
+
+
+class AttemptError(BaseModel):
+    """Why a vendor call (or a judge reply) failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str = Field(description="The cascade error class, e.g. RateLimitedError, JudgeError.")
+    message: str
+    status_code: int | None = None
+    retry_after: float | None = None
+
+
+class Attempt(BaseModel):
+    """One vendor call: an answer, a judge verdict or a routing classification."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    role: Role
+    provider: str
+    model: str = Field(description="The model asked for (the policy's id).")
+    served_by: str | None = Field(None, description="The model the vendor says answered.")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    confidence: float | None = None
+    threshold: float | None = None
+    judge_reason: str | None = None
+    label: str | None = Field(None, description="The classifier's label, for role=classify.")
+    request_id: str | None = None
+    retry: int = Field(0, description="0 for the first try of this call, 1 for the first retry, ...")
+    error: AttemptError | None = None
+
+
+class PolicyRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str
+
+
+class CascadeResult(BaseModel):
+    """The outcome of one query. Serializes to JSON with `model_dump_json()`."""
+
+    query_id: str
+    answer: str | None = Field(description="The accepted answer; None only when no tier produced one.")
+    stage: str | None = Field(description="The stage whose answer was returned.")
+    provider: str | None
+    model: str | None
+    confidence: float | None = Field(description="The judge's confidence in the answer (None: not judged).")
+    accepted: bool = Field(
+        description="True when the answer met its stage's threshold or came from the last stage; False when it "
+        "is the best earlier answer, returned because later tiers failed or the budget ran out."
+    )
+    cost_usd: float = Field(description="Every call of this query, judges and classifier included.")
+    flagship_cost_usd: float = Field(
+        description="ESTIMATE: what the last stage alone would have cost for the same input tokens and the "
+        "same output length as the returned answer."
+    )
+    latency_s: float
+    escalations: int = Field(description="How many times the query moved to a later stage.")
+    budget_exhausted: bool = False
+    entry_stage: str
+    route: str = Field(description="Why the entry stage: `default`, `rule:NAME` or `classifier:LABEL`.")
+    policy: PolicyRef
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def savings_usd(self) -> float:
+        """flagship_cost_usd - cost_usd (an estimate, like flagship_cost_usd)."""
+        return self.flagship_cost_usd - self.cost_usd
+
+    def stages_tried(self) -> list[str]:
+        """Stages that were asked for an answer, in order."""
+        seen: list[str] = []
+        for attempt in self.attempts:
+            if attempt.role == "answer" and attempt.stage not in seen:
+                seen.append(attempt.stage)
+        return seen

@@ -1,0 +1,132 @@
+"""A scripted provider: answers from a script instead of a vendor, so unit tests need no cassette or network.
+
+judge = ScriptedProvider("openai", {"gpt-4o-mini": [judge_json(9)]})
+router = Cascade(policy, providers={"openai": judge, ...})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from cascade.errors import ProviderError
+from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
+
+Reply = Completion | ProviderError | str
+Script = Callable[[CompletionRequest], Reply]
+
+
+def completion(
+    text: str | None,
+    *,
+    model: str = "scripted-model",
+    provider: str = "openai",
+    input_tokens: int = 10,
+    output_tokens: int | None = None,
+    finish_reason: str = "stop",
+    first_token_logprobs: Mapping[str, float] | None = None,
+) -> Completion:
+    """A `Completion` as an adapter would return it."""
+    return Completion(
+        text=text,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens if output_tokens is not None else max(1, len(text or "") // 4),
+        model=model,
+        finish_reason=finish_reason,  # type: ignore[arg-type]
+        latency_s=0.0,
+        provider=provider,
+        first_token_logprobs=dict(first_token_logprobs or {}),
+    )
+
+
+def judge_json(score: Any, reason: str = "scripted verdict") -> str:
+    """The text of a well-formed judge reply."""
+    return json.dumps({"score": score, "reason": reason})
+
+
+class ScriptedProvider(Provider):
+    """Answers each request from a script: a function of the request, or queues of replies per model.
+
+    A reply may be a `Completion`, a `ProviderError` (raised, as a vendor failure would be) or plain text
+    (a normal answer, token counts derived from the lengths). Thread- and task-safe; records every request
+    and the highest number of calls that were in flight at once.
+    """
+
+    def __init__(
+        self,
+        name: str = "openai",
+        script: Script | Mapping[str, Sequence[Reply]] | None = None,
+        *,
+        delay_s: float = 0.0,
+    ) -> None:
+        super().__init__(ProviderSettings())
+        self.name = name
+        self.delay_s = delay_s
+        self.requests: list[CompletionRequest] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        if callable(script):
+            self._script: Script = script
+        else:
+            queues = {model: deque(replies) for model, replies in (script or {}).items()}
+            self._script = lambda request: self._next(queues, request)
+
+    def _next(self, queues: Mapping[str, deque[Reply]], request: CompletionRequest) -> Reply:
+        queue = queues.get(request.model)
+        if not queue:
+            raise AssertionError(f"ScriptedProvider({self.name}): nothing scripted for model {request.model!r}")
+        return queue.popleft()
+
+    def _enter(self, request: CompletionRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _reply(self, request: CompletionRequest) -> Reply:
+        with self._lock:
+            return self._script(request)
+
+    def _send(self, request: CompletionRequest) -> Reply:
+        self._enter(request)
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            return self._reply(request)
+        finally:
+            self._leave()
+
+    async def _asend(self, request: CompletionRequest) -> Reply:
+        self._enter(request)
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            return self._reply(request)
+        finally:
+            self._leave()
+
+    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        if isinstance(response, ProviderError):
+            raise response
+        if isinstance(response, str):
+            return completion(response, model=request.model, provider=self.name, input_tokens=_tokens(request))
+        assert isinstance(response, Completion)
+        return response
+
+    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+        return None
+
+
+def _tokens(request: CompletionRequest) -> int:
+    chars = sum(len(m.content) for m in request.messages) + len(request.system or "")
+    return max(1, chars // 4)
