@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.errors import CascadeError, ProviderError, VendorTimeoutError
-from cascade.flow import Call, Outcome, QueryContext, Sleep, cascade_flow
+from cascade.flow import BACKOFF_BASE_S, Call, Outcome, QueryContext, Sleep, cascade_flow
 from cascade.policy import Policy, load_policy
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
 from cascade.providers.base import Provider, ProviderSettings
@@ -35,7 +35,8 @@ class Cascade:
     >>> result = router.run("Is this review positive? 'Great phone'")
 
     `providers` injects adapters by provider name (test doubles, or clients you built yourself);
-    `api_keys` gives keys explicitly instead of reading the environment.
+    `api_keys` gives keys explicitly instead of reading the environment; `retry_backoff_s` is the first
+    wait before retrying an error that came without a Retry-After (doubling, jittered).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Cascade:
         *more_policies: Policy | str | Path,
         providers: Mapping[str, Provider] | None = None,
         api_keys: Mapping[str, str] | None = None,
+        retry_backoff_s: float = BACKOFF_BASE_S,
     ) -> None:
         loaded = [p if isinstance(p, Policy) else load_policy(p) for p in (policy, *more_policies)]
         self.policies: dict[str, Policy] = {p.name: p for p in loaded}
@@ -52,6 +54,7 @@ class Cascade:
         self._api_keys = dict(api_keys or {})
         self._providers: dict[tuple[Any, ...], Provider] = {}
         self._lock = threading.Lock()
+        self.retry_backoff_s = retry_backoff_s
 
     @classmethod
     def from_policy(cls, policy: Policy | str | Path, *more: Policy | str | Path, **kwargs: Any) -> Cascade:
@@ -153,6 +156,7 @@ class Cascade:
             system=system_prompt,
             query_id=query_id or uuid.uuid4().hex[:12],
             max_cost_usd=max_cost,
+            backoff_base_s=self.retry_backoff_s,
         )
 
     def _policy(self, name: str | None) -> Policy:

@@ -72,6 +72,7 @@ class QueryContext:
     system: str | None
     query_id: str
     max_cost_usd: float | None = None
+    backoff_base_s: float = BACKOFF_BASE_S
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     attempts: list[Attempt] = field(default_factory=list)
@@ -348,7 +349,7 @@ def _retry_delay(ctx: QueryContext, error: ProviderError, retry: int) -> float:
     hinted = error.retry_after if isinstance(error, VendorHTTPError) else None
     if hinted is not None:
         return hinted
-    return BACKOFF_BASE_S * (2**retry) * (1 + 0.25 * ctx.rng.random())
+    return ctx.backoff_base_s * (2**retry) * (1 + 0.25 * ctx.rng.random())
 
 
 # -- budget ----------------------------------------------------------------------------------------
