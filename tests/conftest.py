@@ -13,7 +13,6 @@ Three modes, one set of tests:
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,15 +20,12 @@ from typing import Any
 
 import pytest
 
+from cascade.testing import cassettes
+
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTES = ROOT / "cassettes"
 SYNTHESIZE = os.environ.get("CASCADE_SYNTHESIZE") == "1"
 
-REAL_HOSTS = {
-    "openai": "https://api.openai.com",
-    "anthropic": "https://api.anthropic.com",
-    "google": "https://generativelanguage.googleapis.com",
-}
 # Keys used while replaying: plain words, so that nothing key-shaped ever lands in a cassette or a log.
 REPLAY_KEYS = {
     "OPENAI_API_KEY": "replay-openai-key",
@@ -38,61 +34,14 @@ REPLAY_KEYS = {
 }
 BASE_URL_VARS = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
 
-# Response headers that identify an account or a request: dropped before a cassette is written.
-SCRUBBED_RESPONSE_HEADERS = {
-    "set-cookie",
-    "openai-organization",
-    "openai-project",
-    "anthropic-organization-id",
-    "x-request-id",
-    "request-id",
-    "cf-ray",
-    "x-goog-api-key",
-}
-
-
-def _method_ci(r1: Any, r2: Any) -> None:
-    # google-genai's async client records `post` through aiohttp and `POST` through httpx2.
-    assert r1.method.upper() == r2.method.upper()
-
-
-def _rewrite_to_vendor_host(request: Any) -> Any:
-    """In synthesize mode, make a request to the fake server look like one to the real vendor."""
-    from cascade.testing.fake_server import vendor_for_path
-
-    match = re.match(r"^https?://(127\.0\.0\.1|localhost):\d+(/.*)$", request.uri)
-    if match:
-        found = vendor_for_path(match.group(2))
-        if found:
-            request.uri = REAL_HOSTS[found[0]] + match.group(2)
-            if "host" in request.headers:
-                request.headers["host"] = REAL_HOSTS[found[0]].split("//", 1)[1]
-    return request
-
-
-def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    headers = response.get("headers") or {}
-    for name in list(headers):
-        if name.lower() in SCRUBBED_RESPONSE_HEADERS:
-            del headers[name]
-    return response
-
 
 @pytest.fixture(scope="session")
 def vcr_config() -> dict[str, Any]:
-    return {
-        "filter_headers": ["authorization", "x-api-key", "x-goog-api-key", "cookie", "openai-organization",
-                           "openai-project"],
-        "filter_query_parameters": ["key"],
-        "match_on": ["method_ci", "scheme", "host", "port", "path", "query", "body"],
-        "before_record_request": _rewrite_to_vendor_host,
-        "before_record_response": _scrub_response,
-        "decode_compressed_response": True,
-    }
+    return cassettes.vcr_config()
 
 
 def pytest_recording_configure(config: Any, vcr: Any) -> None:
-    vcr.register_matcher("method_ci", _method_ci)
+    vcr.register_matcher("method_ci", cassettes.method_ci)
 
 
 @pytest.fixture(scope="module")
