@@ -11,18 +11,20 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cascade.errors import CascadeError, ProviderError, VendorTimeoutError
-from cascade.flow import BACKOFF_BASE_S, Call, Outcome, QueryContext, Sleep, cascade_flow
+from cascade.flow import BACKOFF_BASE_S, Call, Outcome, QueryContext, Sleep, Step, cascade_flow
 from cascade.policy import Policy, load_policy
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
 from cascade.providers.base import Provider, ProviderSettings
 from cascade.query import Query, estimate_input_tokens, normalize_query
 from cascade.result import CascadeResult
+
+T = TypeVar("T")
 
 # Slack on top of a call's own timeout before the async driver cancels it (the SDK should time out first).
 _ASYNC_TIMEOUT_GRACE_S = 1.0
@@ -76,7 +78,8 @@ class Cascade:
         query_id: str | None = None,
     ) -> CascadeResult:
         """Answer one query (a string or a list of chat messages) with the cheapest accepted tier."""
-        return self._drive_sync(self._context(query, system, policy, max_cost_usd, query_id))
+        ctx = self.context(query, system, policy, max_cost_usd, query_id)
+        return self.drive(cascade_flow(ctx), ctx.policy)
 
     async def arun(
         self,
@@ -88,7 +91,8 @@ class Cascade:
         query_id: str | None = None,
     ) -> CascadeResult:
         """The async twin of `run`."""
-        return await self._drive_async(self._context(query, system, policy, max_cost_usd, query_id))
+        ctx = self.context(query, system, policy, max_cost_usd, query_id)
+        return await self.adrive(cascade_flow(ctx), ctx.policy)
 
     def run_many(
         self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
@@ -133,9 +137,10 @@ class Cascade:
 
     # -- query set-up -----------------------------------------------------------------------------
 
-    def _context(
+    def context(
         self, query: Query, system: str | None, policy_name: str | None, max_cost: float | None, query_id: str | None
     ) -> QueryContext:
+        """Check a query and set up its context (raises `InvalidQueryError` before any call)."""
         policy = self._policy(policy_name)
         messages, system_prompt = normalize_query(query, system)
         prices = policy.price_table()
@@ -190,8 +195,8 @@ class Cascade:
 
     # -- drivers ----------------------------------------------------------------------------------
 
-    def _drive_sync(self, ctx: QueryContext) -> CascadeResult:
-        flow, policy = cascade_flow(ctx), ctx.policy
+    def drive(self, flow: Generator[Step, Outcome, T], policy: Policy) -> T:
+        """Run a step machine (`cascade.flow`) to its end with the sync SDK clients."""
         outcome: Outcome = None
         try:
             while True:
@@ -202,7 +207,7 @@ class Cascade:
                 else:
                     outcome = self._execute_sync(policy, step)
         except StopIteration as stop:
-            result: CascadeResult = stop.value
+            result: T = stop.value
             return result
         finally:
             flow.close()
@@ -214,8 +219,8 @@ class Cascade:
         except ProviderError as exc:
             return exc
 
-    async def _drive_async(self, ctx: QueryContext) -> CascadeResult:
-        flow, policy = cascade_flow(ctx), ctx.policy
+    async def adrive(self, flow: Generator[Step, Outcome, T], policy: Policy) -> T:
+        """Run a step machine (`cascade.flow`) to its end with the async SDK clients."""
         outcome: Outcome = None
         try:
             while True:
@@ -226,7 +231,7 @@ class Cascade:
                 else:
                     outcome = await self._execute_async(policy, step)
         except StopIteration as stop:
-            result: CascadeResult = stop.value
+            result: T = stop.value
             return result
         finally:
             flow.close()

@@ -140,7 +140,7 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         if best is None or confidence > (best[2] or 0.0):
             best = (stage, completion, confidence)
         threshold = stage.threshold if stage.threshold is not None else 0.0
-        if confidence >= threshold:
+        if accepts(threshold, confidence):
             accepted = (stage, completion, confidence)
             break
         if not is_last:
@@ -174,6 +174,11 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         **({"answer": result.answer} if ctx.policy.log_text else {}),
     )
     return result
+
+
+def accepts(threshold: float, confidence: float) -> bool:
+    """The acceptance rule, shared with the offline replay of traces (`cascade eval`, `cascade tune`)."""
+    return confidence >= threshold
 
 
 # -- routing ---------------------------------------------------------------------------------------
@@ -444,3 +449,46 @@ def _log_error(ctx: QueryContext, attempt: Attempt) -> None:
         status_code=attempt.error.status_code,
         retry=attempt.retry,
     )
+
+
+# -- shadow mode (`cascade collect`) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutcome:
+    """What one stage did for a query in shadow mode: its answer, the judge's confidence, and the cost."""
+
+    stage: str
+    answer: str | None
+    confidence: float
+    cost_usd: float
+    error: str | None = None
+
+
+def shadow_flow(ctx: QueryContext) -> Generator[Step, Outcome, list[StageOutcome]]:
+    """Every stage answers and is judged (the last one too), whatever the scores: the data `tune` learns from.
+
+    Uses the same answer, judge and retry code as `cascade_flow`, so collected confidences are the ones the
+    live cascade would compare with its thresholds.
+    """
+    outcomes: list[StageOutcome] = []
+    for stage in ctx.policy.stages:
+        spent_before = ctx.spent
+        completion = yield from _answer(ctx, stage)
+        if completion is None:
+            last = ctx.attempts[-1] if ctx.attempts else None
+            error = f"{last.error.type}: {last.error.message}" if last and last.error else "no answer"
+            outcomes.append(StageOutcome(stage.name, None, 0.0, ctx.spent - spent_before, error))
+            continue
+        verdict = yield from _judge(ctx, stage, completion.text or "")
+        confidence = verdict.confidence if verdict else 0.0
+        outcomes.append(
+            StageOutcome(
+                stage.name,
+                completion.text,
+                confidence,
+                ctx.spent - spent_before,
+                None if verdict else "judge call failed",
+            )
+        )
+    return outcomes

@@ -53,7 +53,7 @@ def _configure_logging(verbose: bool) -> None:
         )
     else:
         structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL + 10),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
             cache_logger_on_first_use=False,
         )
 
