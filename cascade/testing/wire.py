@@ -166,14 +166,25 @@ def gemini_content(
     block_reason: str | None = None,
     top_logprobs: Mapping[str, float] | None = None,
     thoughts_tokens: int = 0,
+    cached_tokens: int = 0,
+    int_enums: bool = False,
 ) -> FakeReply:
-    """A generateContent reply. `block_reason` makes a prompt-level safety block (no candidates)."""
+    """A generateContent reply. `block_reason` makes a prompt-level safety block (no candidates).
+
+    Zero counts are left out, as the API does. `int_enums` encodes enums as numbers: what the legacy SDK's REST
+    transport asks for (`$alt=json;enum-encoding=int`).
+    """
     usage: dict[str, Any] = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens + output_tokens}
+    if cached_tokens:
+        usage["cachedContentTokenCount"] = cached_tokens
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
     body: dict[str, Any] = {"usageMetadata": usage, "modelVersion": model, "responseId": _short_id(text)[:22]}
     if block_reason:
+        usage["totalTokenCount"] = prompt_tokens
         body["promptFeedback"] = {"blockReason": block_reason, "safetyRatings": _SAFETY_RATINGS_BLOCKED}
-        return FakeReply(200, body, {"content-type": "application/json; charset=UTF-8"})
-    usage["candidatesTokenCount"] = output_tokens
+        return _gemini_reply(body, int_enums)
+    if output_tokens:
+        usage["candidatesTokenCount"] = output_tokens
     if thoughts_tokens:
         usage["thoughtsTokenCount"] = thoughts_tokens
         usage["totalTokenCount"] += thoughts_tokens
@@ -186,13 +197,11 @@ def gemini_content(
         chosen = max(top_logprobs, key=lambda t: top_logprobs[t])
         candidate["avgLogprobs"] = top_logprobs[chosen]
         candidate["logprobsResult"] = {
-            "topCandidates": [
-                {"candidates": [{"token": t, "logProbability": lp} for t, lp in top_logprobs.items()]}
-            ],
+            "topCandidates": [{"candidates": [{"token": t, "logProbability": lp} for t, lp in top_logprobs.items()]}],
             "chosenCandidates": [{"token": chosen, "logProbability": top_logprobs[chosen]}],
         }
     body["candidates"] = [candidate]
-    return FakeReply(200, body, {"content-type": "application/json; charset=UTF-8"})
+    return _gemini_reply(body, int_enums)
 
 
 def gemini_error(status: int, grpc_status: str, message: str, *, retry_delay_s: float | None = None) -> FakeReply:
@@ -211,6 +220,46 @@ _SAFETY_RATINGS_BLOCKED = [
     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
     {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
 ]
+
+# Enum numbers of the Gemini v1beta protos (google.ai.generativelanguage_v1beta.types), for `int_enums`.
+_GEMINI_ENUM_NUMBERS = {
+    "finishReason": {
+        "STOP": 1,
+        "MAX_TOKENS": 2,
+        "SAFETY": 3,
+        "RECITATION": 4,
+        "OTHER": 5,
+        "LANGUAGE": 6,
+        "BLOCKLIST": 7,
+        "PROHIBITED_CONTENT": 8,
+        "SPII": 9,
+    },
+    "blockReason": {"SAFETY": 1, "OTHER": 2, "BLOCKLIST": 3, "PROHIBITED_CONTENT": 4},
+    "category": {
+        "HARM_CATEGORY_HARASSMENT": 7,
+        "HARM_CATEGORY_HATE_SPEECH": 8,
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT": 9,
+        "HARM_CATEGORY_DANGEROUS_CONTENT": 10,
+    },
+    "probability": {"NEGLIGIBLE": 1, "LOW": 2, "MEDIUM": 3, "HIGH": 4},
+    "modality": {"TEXT": 1},
+}
+
+
+def _gemini_reply(body: dict[str, Any], int_enums: bool) -> FakeReply:
+    return FakeReply(
+        200, _numbered_enums(body) if int_enums else body, {"content-type": "application/json; charset=UTF-8"}
+    )
+
+
+def _numbered_enums(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _numbered_enums(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbered_enums(v, key) for v in value]
+    if isinstance(value, str) and key in _GEMINI_ENUM_NUMBERS:
+        return _GEMINI_ENUM_NUMBERS[key].get(value, value)
+    return value
 
 
 def _seconds(value: float) -> str:
