@@ -95,8 +95,13 @@ class PolicyError(UsageError):
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in problems]
+        # One line per problem, whatever the document holds: newlines in a message or key are flattened.
+        lines = [_one_line(f"{source}: {path}: {msg}" if path else f"{source}: {msg}") for path, msg in problems]
         super().__init__("\n".join(lines))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if any(c in text for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") else text
 
 
 class MissingAPIKeyError(UsageError):

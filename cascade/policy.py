@@ -276,6 +276,8 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(part)):
+            out += f"[{str(part)!r}]"  # a key a person could not read as a field name (spaces, control chars)
         else:
             out += f".{part}" if out else str(part)
     return out
