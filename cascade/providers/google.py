@@ -1,0 +1,135 @@
+"""Google Gemini through `google-genai` (`generateContent` on the v1 API)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from typing import Any
+
+import google.genai as genai  # first: the registry names the missing extra from the first failed import
+import httpx2
+import pydantic
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
+from cascade.providers import _gemini_wire as gemini
+from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
+
+_ROLES = {"user": "user", "assistant": "model"}
+# Fields of the SDK's response object that are not part of the reply body.
+_NOT_WIRE = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
+
+
+class GoogleProvider(Provider):
+    """Gemini via `google-genai`: one `genai.Client` per instance, no SDK retries, httpx2 for sync and async."""
+
+    name = "google"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        # Kept for the instance's lifetime: a dropped `genai.Client` closes its HTTP clients when collected.
+        self._client: genai.Client | None = None
+
+    def _get_client(self) -> genai.Client:
+        if self._client is None:
+            options = types.HttpOptions(
+                base_url=self.settings.resolve_base_url(),
+                # Explicit, so that GOOGLE_GENAI_API_VERSION cannot move requests off the recorded paths.
+                api_version="v1",
+                # With aiohttp installed the SDK would switch to it: other exceptions, a hidden 1-10 s retry on
+                # connection errors, and cassettes that differ. A transport of our own keeps it on httpx2.
+                async_client_args={"transport": _PerLoopTransport()},
+            )
+            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI must not send us to another API. No `retry_options`:
+            # the SDK then makes exactly one attempt, and the engine retries under its own deadline.
+            self._client = genai.Client(
+                api_key=self.settings.resolve_key(self.name), vertexai=False, http_options=options
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close this provider's connections (async ones: the running loop's). The next call reconnects."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+            await client.aio.aclose()
+
+    def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
+        logprobs = request.top_logprobs is not None
+        config = types.GenerateContentConfig(
+            system_instruction=request.system,
+            max_output_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            response_logprobs=True if logprobs else None,
+            logprobs=request.top_logprobs,
+            http_options=types.HttpOptions(timeout=max(1, round(request.timeout_s * 1000))),  # milliseconds
+            # One stage, one request: no client-side function calling loop, no automatic follow-up requests
+            # after a CONTINUATION finish (each would get a fresh timeout past the stage's deadline).
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            automatic_continuation=False,
+        )
+        contents = [types.Content(role=_ROLES[m.role], parts=[types.Part(text=m.content)]) for m in request.messages]
+        return {"model": request.model, "contents": contents, "config": config}
+
+    def _send(self, request: CompletionRequest) -> types.GenerateContentResponse:
+        return self._get_client().models.generate_content(**self._arguments(request))
+
+    async def _asend(self, request: CompletionRequest) -> types.GenerateContentResponse:
+        return await self._get_client().aio.models.generate_content(**self._arguments(request))
+
+    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        body = response.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_NOT_WIRE)
+        return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
+
+    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+        where = {"provider": self.name, "model": request.model}
+        if isinstance(exc, genai_errors.APIError):
+            headers = getattr(exc.response, "headers", None)
+            return gemini.http_error(
+                exc.code,
+                exc.message or str(exc.status or "error"),
+                body=exc.details,
+                headers=dict(headers) if headers is not None else None,
+                **where,
+            )
+        if isinstance(exc, httpx2.TimeoutException):
+            return VendorTimeoutError(
+                f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
+            )
+        if isinstance(exc, httpx2.NetworkError | httpx2.RemoteProtocolError):
+            return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
+        if isinstance(exc, json.JSONDecodeError | genai_errors.UnknownApiResponseError):
+            return MalformedResponseError(f"google: reply body is not JSON ({exc})", **where)
+        if isinstance(exc, pydantic.ValidationError) and exc.title == types.GenerateContentResponse.__name__:
+            # JSON of the wrong shape (a count that is not a number...): the SDK's response model rejects it.
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            return MalformedResponseError(f"google: reply body does not fit generateContent: {problems}", **where)
+        return None
+
+
+class _PerLoopTransport(httpx2.AsyncBaseTransport):
+    """httpx2's async transport, one per event loop.
+
+    A transport passed in `async_client_args` turns off the SDK's own per-loop pools, and a pooled connection from
+    an earlier loop then fails with `RuntimeError: Event loop is closed` (measured: a second `asyncio.run` over
+    the same provider). So each running loop gets its own pool here.
+    """
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncHTTPTransport] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        loop = asyncio.get_running_loop()
+        transport = self._by_loop.get(loop)
+        if transport is None:
+            transport = self._by_loop[loop] = httpx2.AsyncHTTPTransport()
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        transport = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if transport is not None:
+            await transport.aclose()

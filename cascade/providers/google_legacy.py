@@ -1,0 +1,126 @@
+"""Google Gemini through the deprecated `google-generativeai` SDK: opt-in (`backend: generativeai`).
+
+Its support ended on 2025-11-30 (importing it says so with a FutureWarning); prefer the default `google-genai`
+backend. It speaks the v1beta API over REST: gRPC cannot be recorded, and the REST transport accepts an
+`http://` endpoint for local servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Any
+
+with warnings.catch_warnings():
+    # Two FutureWarnings at import, neither actionable once a policy chose this backend: the SDK's end of support
+    # (already in our docs; it starts with blank lines and is attributed to the importer, so the pyproject filters
+    # do not match it) and google.api_core's notice about Python versions it will drop.
+    warnings.filterwarnings("ignore", r"\s*All support for the .google\.generativeai. package has ended", FutureWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core\.")
+    import google.generativeai as legacy_genai  # first: the registry names the missing extra from it
+    import requests
+    from google.ai import generativelanguage as glm
+    from google.api_core import exceptions as api_exceptions
+    from google.api_core.client_options import ClientOptions
+    from google.api_core.gapic_v1.client_info import ClientInfo
+    from google.generativeai import protos
+    from google.protobuf import json_format
+
+from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
+from cascade.providers import _gemini_wire as gemini
+from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
+
+_ROLES = {"user": "user", "assistant": "model"}
+
+
+class GoogleLegacyProvider(Provider):
+    """Gemini via `google-generativeai` 0.8: one REST client per instance, no SDK retries.
+
+    `genai.configure(api_key=...)` is process-global (one key, one endpoint for every model in the process) and
+    `GenerativeModel` takes its client from there; the only per-model hook is the private `_client`. So this
+    adapter builds the client `configure` would build (`GenerativeServiceClient`, REST, the SDK's user agent)
+    with its own key and endpoint, and sends it the `GenerateContentRequest` that `GenerativeModel` would send:
+    same wire request, no global state, no private attributes.
+    """
+
+    name = "google"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self._client: glm.GenerativeServiceClient | None = None
+
+    def _get_client(self) -> glm.GenerativeServiceClient:
+        if self._client is None:
+            options = ClientOptions(
+                api_key=self.settings.resolve_key(self.name),
+                # Keep the scheme: without `http://` the transport assumes TLS.
+                api_endpoint=self.settings.resolve_base_url(),
+            )
+            self._client = glm.GenerativeServiceClient(
+                transport="rest",
+                client_options=options,
+                client_info=ClientInfo(user_agent=f"genai-py/{legacy_genai.__version__}"),  # type: ignore[no-untyped-call]
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close this provider's connections. The next call reconnects."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.transport.close()  # type: ignore[no-untyped-call]
+
+    def _request(self, request: CompletionRequest) -> protos.GenerateContentRequest:
+        config = protos.GenerationConfig(max_output_tokens=request.max_output_tokens, temperature=request.temperature)
+        if request.top_logprobs is not None:
+            config.response_logprobs = True
+            config.logprobs = request.top_logprobs
+        contents = [protos.Content(role=_ROLES[m.role], parts=[protos.Part(text=m.content)]) for m in request.messages]
+        system = protos.Content(parts=[protos.Part(text=request.system)]) if request.system else None
+        model = request.model if "/" in request.model else f"models/{request.model}"
+        return protos.GenerateContentRequest(
+            model=model, contents=contents, system_instruction=system, generation_config=config
+        )
+
+    def _send(self, request: CompletionRequest) -> protos.GenerateContentResponse:
+        # retry=None: the SDK's default retries 503 for up to ten minutes, and `timeout` does not stop it.
+        return self._get_client().generate_content(
+            request=self._request(request), retry=None, timeout=request.timeout_s
+        )
+
+    async def _asend(self, request: CompletionRequest) -> protos.GenerateContentResponse:
+        # The SDK's async path is broken on REST (it awaits a plain response): run the sync call off the loop.
+        # If the caller gives up first, the thread still ends within the request's timeout.
+        return await asyncio.to_thread(self._send, request)
+
+    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        # Back to the wire JSON (camelCase, enum names, unset fields left out) for the shared reader.
+        body = json_format.MessageToDict(protos.GenerateContentResponse.pb(response))
+        return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
+
+    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+        where = {"provider": self.name, "model": request.model}
+        if isinstance(exc, api_exceptions.GoogleAPICallError) and isinstance(exc.code, int):
+            response = exc.response if isinstance(exc.response, requests.Response) else None
+            body: Any = None
+            if response is not None:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = response.text
+            # The SDK's own message starts with the method and URL; the body's message is the vendor's words.
+            return gemini.http_error(
+                exc.code,
+                gemini.error_message(body, exc.message or type(exc).__name__),
+                body=body,
+                headers=dict(response.headers) if response is not None else None,
+                **where,
+            )
+        if isinstance(exc, requests.Timeout):  # before ConnectionError: ConnectTimeout is both
+            return VendorTimeoutError(
+                f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
+            )
+        if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+            return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
+        if isinstance(exc, json_format.ParseError):
+            return MalformedResponseError(f"google: reply body does not fit generateContent: {exc}", **where)
+        return None
