@@ -135,6 +135,19 @@ class Cascade:
         results = await asyncio.gather(*(one(q) for q in items))
         return _settle(list(results), return_exceptions)
 
+    async def aclose(self) -> None:
+        """Close every vendor client this router opened (call it on the loop that made the async calls)."""
+        with self._lock:
+            providers = list(self._providers.values())
+        for provider in providers:
+            await provider.aclose()
+
+    async def __aenter__(self) -> Cascade:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     # -- query set-up -----------------------------------------------------------------------------
 
     def context(
