@@ -1,0 +1,227 @@
+"""The OpenAI adapter against recorded Chat Completions traffic, each case sync and async.
+
+Cassettes live in `cassettes/openai/`; see tests/conftest.py for how they are replayed and synthesized.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from cascade.errors import (
+    ContentBlockedError,
+    MalformedResponseError,
+    MissingAPIKeyError,
+    OverloadedError,
+    RateLimitedError,
+    ServerError,
+    TruncatedError,
+    VendorConnectionError,
+    VendorTimeoutError,
+)
+from cascade.prices import load_prices
+from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV
+from cascade.providers.base import Completion, CompletionRequest, Message, ProviderSettings
+from cascade.providers.openai import OpenAIProvider
+from cascade.testing import FakeVendorServer, wire
+from cascade.testing.wire import FakeReply
+
+MODEL = "gpt-4o-mini"
+QUESTION = CompletionRequest(
+    model=MODEL,
+    messages=(Message("user", "What is 2 + 2? Reply with the number only."),),
+    system="You are a terse calculator.",
+    max_output_tokens=64,
+)
+Complete = Callable[[OpenAIProvider, CompletionRequest], Awaitable[Completion]]
+
+
+def _settings() -> ProviderSettings:
+    return ProviderSettings(api_key_env=DEFAULT_KEY_ENV["openai"], base_url_env=DEFAULT_BASE_URL_ENV["openai"])
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OpenAIProvider]:
+    provider = OpenAIProvider(_settings())
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture(params=["sync", "async"])
+def complete(request: pytest.FixtureRequest) -> Complete:
+    async def run(provider: OpenAIProvider, completion_request: CompletionRequest) -> Completion:
+        if request.param == "sync":
+            return provider.complete(completion_request)
+        return await provider.acomplete(completion_request)
+
+    return run
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor("openai", wire.openai_chat("4", prompt_tokens=27, completion_tokens=1, cached_tokens=0))
+async def test_answer_with_usage(provider: OpenAIProvider, complete: Complete) -> None:
+    completion = await complete(provider, QUESTION)
+    assert (completion.text, completion.finish_reason, completion.usable) == ("4", "stop", True)
+    assert (completion.input_tokens, completion.output_tokens) == (27, 1)
+    assert completion.model == "gpt-4o-mini-2024-07-18" and completion.provider == "openai"
+    # The x-request-id header when the vendor sends it; the body id once cassettes have scrubbed the header.
+    assert completion.request_id and completion.request_id.startswith(("req_", "chatcmpl-"))
+    assert load_prices().cost(MODEL, completion.input_tokens, completion.output_tokens) == pytest.approx(
+        (27 * 0.15 + 1 * 0.60) / 1e6
+    )
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor("openai", wire.openai_chat("12", prompt_tokens=1200, completion_tokens=1, cached_tokens=1024))
+async def test_cached_prompt_tokens_are_reported(provider: OpenAIProvider, complete: Complete) -> None:
+    completion = await complete(provider, QUESTION)
+    assert (completion.input_tokens, completion.cached_input_tokens) == (1200, 1024)
+    expected = (176 * 0.15 + 1024 * 0.075 + 1 * 0.60) / 1e6
+    assert load_prices().cost(MODEL, 1200, 1, 1024) == pytest.approx(expected)
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_error(
+        429,
+        "Rate limit reached for gpt-4o-mini on requests per min (RPM): Limit 500, Used 500, Requested 1.",
+        type_="requests",
+        code="rate_limit_exceeded",
+        retry_after=20,
+    ),
+)
+async def test_rate_limited_keeps_retry_after(provider: OpenAIProvider, complete: Complete) -> None:
+    with pytest.raises(RateLimitedError) as info:
+        await complete(provider, QUESTION)
+    assert (info.value.status_code, info.value.retry_after) == (429, 20.0)
+    assert "Rate limit reached" in str(info.value) and info.value.body["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_error(
+        500, "The server had an error while processing your request. Sorry about that!", type_="server_error", code=None
+    ),
+)
+async def test_server_error(provider: OpenAIProvider, complete: Complete) -> None:
+    with pytest.raises(ServerError) as info:
+        await complete(provider, QUESTION)
+    assert info.value.status_code == 500 and not isinstance(info.value, OverloadedError)
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_error(
+        503, "The engine is currently overloaded, please try again later.", type_="server_error", code=None
+    ),
+)
+async def test_service_unavailable_is_overloaded(provider: OpenAIProvider, complete: Complete) -> None:
+    with pytest.raises(OverloadedError) as info:
+        await complete(provider, QUESTION)
+    assert info.value.status_code == 503 and info.value.retryable
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat(None, prompt_tokens=30, completion_tokens=9, refusal="I'm sorry, I can't help with that."),
+)
+async def test_refusal(provider: OpenAIProvider, complete: Complete) -> None:
+    completion = await complete(provider, QUESTION)
+    assert (completion.text, completion.finish_reason) == (None, "refusal")
+    assert completion.output_tokens == 9  # still billed
+    with pytest.raises(ContentBlockedError, match="can't help"):
+        completion.answer_text()
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai", wire.openai_chat(None, prompt_tokens=30, completion_tokens=0, finish_reason="content_filter")
+)
+async def test_content_filter(provider: OpenAIProvider, complete: Complete) -> None:
+    completion = await complete(provider, QUESTION)
+    assert (completion.text, completion.finish_reason) == (None, "blocked")
+    with pytest.raises(ContentBlockedError):
+        completion.answer_text()
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat(
+        "The answer is four, because two plus", prompt_tokens=27, completion_tokens=64, finish_reason="length"
+    ),
+)
+async def test_truncated(provider: OpenAIProvider, complete: Complete) -> None:
+    completion = await complete(provider, QUESTION)
+    assert completion.finish_reason == "length" and completion.text.startswith("The answer is four")
+    with pytest.raises(TruncatedError):
+        completion.answer_text()
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat(
+        "8",
+        prompt_tokens=310,
+        completion_tokens=1,
+        top_logprobs={"8": math.log(0.7), "9": math.log(0.2), "7": math.log(0.1)},
+    ),
+)
+async def test_first_token_logprobs(provider: OpenAIProvider, complete: Complete) -> None:
+    request = CompletionRequest(
+        model=MODEL, messages=(Message("user", "Score 0-10?"),), max_output_tokens=1, top_logprobs=20
+    )
+    completion = await complete(provider, request)
+    assert completion.first_token_logprobs == pytest.approx(
+        {"8": math.log(0.7), "9": math.log(0.2), "7": math.log(0.1)}
+    )
+
+
+def _without_usage() -> FakeReply:
+    reply = wire.openai_chat("4", prompt_tokens=27, completion_tokens=1)
+    del reply.body["usage"]
+    return reply
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor("openai", _without_usage())
+async def test_reply_without_usage_is_malformed(provider: OpenAIProvider, complete: Complete) -> None:
+    with pytest.raises(MalformedResponseError, match="no usage"):
+        await complete(provider, QUESTION)
+
+
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai", FakeReply(200, "<html><body>502 Bad Gateway</body></html>", {"content-type": "text/html"})
+)
+async def test_reply_that_is_not_json_is_malformed(provider: OpenAIProvider, complete: Complete) -> None:
+    with pytest.raises(MalformedResponseError):
+        await complete(provider, QUESTION)
+
+
+async def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch, complete: Complete) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
+        await complete(OpenAIProvider(_settings()), QUESTION)
+
+
+async def test_timeout_and_dropped_connection(monkeypatch: pytest.MonkeyPatch, complete: Complete) -> None:
+    """Not recordable, so against the local fake server."""
+    monkeypatch.setenv("OPENAI_API_KEY", "local-test-key")
+    with FakeVendorServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        provider = OpenAIProvider(_settings())
+        server.script("openai", FakeReply(200, {}, delay_s=1.0), FakeReply(drop=True))
+        fast = CompletionRequest(model=MODEL, messages=QUESTION.messages, max_output_tokens=8, timeout_s=0.2)
+        with pytest.raises(VendorTimeoutError):
+            await complete(provider, fast)
+        with pytest.raises(VendorConnectionError):
+            await complete(provider, QUESTION)
+        await provider.aclose()
