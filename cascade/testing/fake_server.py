@@ -105,7 +105,9 @@ class FakeVendorServer:
     def start(self) -> FakeVendorServer:
         handler = _make_handler(self)
         self._server = _Server(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-vendor", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-vendor", daemon=True
+        )
         self._thread.start()
         return self
 
