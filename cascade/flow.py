@@ -258,7 +258,7 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
         model=judge.model,
         messages=(Message("user", build_judge_prompt(ctx.text, answer, instructions=judge.prompt, method=method)),),
         max_output_tokens=judge.max_output_tokens,
-        temperature=0.0,
+        temperature=judge.temperature,
         timeout_s=judge.timeout_s,
         top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
     )

@@ -42,6 +42,7 @@ class JudgeConfig(_Strict):
         "the reply format itself, so a custom prompt cannot weaken them.",
     )
     max_output_tokens: int = Field(100, ge=1, le=4096)
+    temperature: float | None = Field(0.0, ge=0, le=2, description="0 for repeatable grades; null for the default.")
     timeout_s: float = Field(30.0, gt=0, le=600)
     retries: int = Field(1, ge=0, le=10)
 
@@ -56,7 +57,10 @@ class Stage(_Strict):
         None, ge=0, le=1, description="Accept this stage's answer when the judge's confidence is >= this."
     )
     max_output_tokens: int = Field(1024, ge=1, le=200_000)
-    temperature: float = Field(0.0, ge=0, le=2)
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Sampling temperature; leave out for the model's default (reasoning models "
+        "accept no other). Not sent to Anthropic, whose current API version rejects it."
+    )
     system_prompt: str | None = None
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Per call, including retries.")
     retries: int = Field(2, ge=0, le=10, description="Retries of a retryable vendor error (429, 5xx, timeout).")

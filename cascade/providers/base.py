@@ -46,7 +46,8 @@ class CompletionRequest:
     model: str
     messages: tuple[Message, ...]
     max_output_tokens: int
-    temperature: float = 0.0
+    # None: not sent, the model's own default (reasoning models reject any other value).
+    temperature: float | None = None
     system: str | None = None
     timeout_s: float = 60.0
     # When set, ask for the top-N log-probabilities of each output token (judge method `logprobs`).

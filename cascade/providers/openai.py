@@ -74,9 +74,10 @@ class OpenAIProvider(Provider):
             "model": request.model,
             "messages": messages,
             "max_completion_tokens": request.max_output_tokens,
-            "temperature": request.temperature,
             "timeout": request.timeout_s,
         }
+        if request.temperature is not None:
+            arguments["temperature"] = request.temperature
         if request.top_logprobs is not None:
             arguments["logprobs"] = True
             arguments["top_logprobs"] = min(request.top_logprobs, _MAX_TOP_LOGPROBS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,16 +114,28 @@ def openai_error(status: int, message: str, *, type_: str, code: str | None, ret
 
 
 def anthropic_message(
-    text: str | None,
+    text: str | Sequence[str] | None,
     *,
     input_tokens: int,
     output_tokens: int,
     model: str = "claude-3-5-sonnet-20241022",
     stop_reason: str = "end_turn",
+    cache_read_input_tokens: int = 0,
+    cache_creation_input_tokens: int = 0,
+    thinking: str | None = None,
+    stop_details: Mapping[str, Any] | None = None,
 ) -> FakeReply:
-    """A Messages reply. `stop_reason` may be `end_turn`, `max_tokens` or `refusal`."""
-    content = [] if text is None else [{"type": "text", "text": text}]
-    body = {
+    """A Messages reply. `stop_reason` may be `end_turn`, `max_tokens` or `refusal` (with `stop_details`).
+
+    `text` may be several strings (one text block each); `thinking` puts a thinking block first. Cache reads and
+    writes are counted apart from `input_tokens`, as the API does.
+    """
+    texts = [] if text is None else [text] if isinstance(text, str) else list(text)
+    content: list[dict[str, Any]] = [{"type": "text", "text": t} for t in texts]
+    if thinking is not None:
+        signature = "EqQBCkgIARABGAIiQ" + _short_id("signature", thinking)
+        content.insert(0, {"type": "thinking", "thinking": thinking, "signature": signature})
+    body: dict[str, Any] = {
         "id": "msg_01" + _short_id(text, input_tokens)[:22],
         "type": "message",
         "role": "assistant",
@@ -133,12 +145,14 @@ def anthropic_message(
         "stop_sequence": None,
         "usage": {
             "input_tokens": input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": cache_creation_input_tokens,
+            "cache_read_input_tokens": cache_read_input_tokens,
             "output_tokens": output_tokens,
             "service_tier": "standard",
         },
     }
+    if stop_details is not None:
+        body["stop_details"] = dict(stop_details)
     headers = {"content-type": "application/json", "request-id": "req_01" + _short_id("anthropic", text)[:22]}
     return FakeReply(200, body, headers)
 

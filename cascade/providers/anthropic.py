@@ -1,0 +1,207 @@
+"""Anthropic Claude through the `anthropic` SDK (the Messages API, `POST /v1/messages`).
+
+What the request leaves out, on purpose:
+- temperature: anthropic 1.0 removed `temperature`, `top_p` and `top_k` from `messages.create`, and 2.x sends
+  `anthropic-version: 2026-10-21`, under which the API is reported to answer 400 to any sampling parameter (even
+  1.0; newer models reject it on every version). Sent through `extra_body` it would fail every call: not sent.
+- log-probabilities: the Messages API has none. `top_logprobs` is ignored and `first_token_logprobs` stays empty;
+  the engine's judge falls back to a JSON score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import anthropic  # first: the registry names the missing extra from the first failed import
+from anthropic.types import AssistantMessageParam, Message, MessageParam, UserMessageParam
+
+from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
+from cascade.providers.base import (
+    Completion,
+    CompletionRequest,
+    FinishReason,
+    Provider,
+    ProviderSettings,
+    error_for_status,
+)
+
+# Passed explicitly: with `base_url=None` the SDK would read ANTHROPIC_BASE_URL or a profile on disk even when
+# the settings name another variable.
+_DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    # The context window filled up before the answer ended: as incomplete as a max_tokens stop.
+    "model_context_window_exceeded": "length",
+    "refusal": "refusal",
+    # Anything else (`tool_use`: we send no tools; `pause_turn`: a server tool paused) is "other".
+}
+
+
+class AnthropicProvider(Provider):
+    """Claude via one `anthropic.Anthropic` and one `anthropic.AsyncAnthropic` per event loop, no SDK retries."""
+
+    name = "anthropic"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self._sync: anthropic.Anthropic | None = None
+        # Async connections belong to the event loop that opened them: reused from another loop (a second
+        # `asyncio.run`) they fail with "Event loop is closed", which would pass for a connection error and
+        # escalate past Anthropic every time. So there is one async client per running loop.
+        self._async: dict[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = {}
+        # The engine's sync batch calls `complete` from worker threads: build each client only once.
+        self._lock = threading.Lock()
+
+    def _options(self) -> dict[str, Any]:
+        # An explicit key also stops the SDK from looking for ANTHROPIC_AUTH_TOKEN, profiles or federation.
+        # max_retries=0: the engine retries under the stage's deadline (the SDK would sleep any Retry-After).
+        return {
+            "api_key": self.settings.resolve_key(self.name),
+            "base_url": self.settings.resolve_base_url() or _DEFAULT_BASE_URL,
+            "max_retries": 0,
+        }
+
+    def _sync_client(self) -> anthropic.Anthropic:
+        with self._lock:
+            if self._sync is None:
+                self._sync = anthropic.Anthropic(**self._options())
+            return self._sync
+
+    def _async_client(self) -> anthropic.AsyncAnthropic:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for closed in [other for other in self._async if other.is_closed()]:
+                del self._async[closed]  # nothing left to close them with
+            client = self._async.get(loop)
+            if client is None:
+                client = self._async[loop] = anthropic.AsyncAnthropic(**self._options())
+            return client
+
+    async def aclose(self) -> None:
+        """Close the sync client and the running loop's async client. The next call reconnects."""
+        with self._lock:
+            sync, self._sync = self._sync, None
+            async_ = self._async.pop(asyncio.get_running_loop(), None)
+        if sync is not None:
+            sync.close()
+        if async_ is not None:
+            await async_.close()
+
+    def _send(self, request: CompletionRequest) -> Message:
+        return self._sync_client().messages.create(
+            model=request.model,
+            max_tokens=request.max_output_tokens,
+            messages=_messages(request),
+            system=request.system or anthropic.omit,
+            timeout=request.timeout_s,
+        )
+
+    async def _asend(self, request: CompletionRequest) -> Message:
+        return await self._async_client().messages.create(
+            model=request.model,
+            max_tokens=request.max_output_tokens,
+            messages=_messages(request),
+            system=request.system or anthropic.omit,
+            timeout=request.timeout_s,
+        )
+
+    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        # The SDK checks nothing: a missing field is None, a wrong type passes through, and a body that is not
+        # JSON-typed comes back as a plain string. So every field used here is checked.
+        def malformed(problem: str) -> MalformedResponseError:
+            return MalformedResponseError(
+                f"anthropic: Messages reply {problem}", provider=self.name, model=request.model
+            )
+
+        if not isinstance(response, Message):
+            raise malformed(f"is not a message object but {type(response).__name__}: {str(response)[:120]!r}")
+        usage = response.usage
+        counts = {
+            key: getattr(usage, key, None)
+            for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+        }
+        if usage is None or counts["input_tokens"] is None or counts["output_tokens"] is None:
+            raise malformed("has no usage")
+        if not all(n is None or (type(n) is int and n >= 0) for n in counts.values()):
+            raise malformed(f"has unusable token counts: {counts!r}")
+        content = response.content
+        if not isinstance(content, list):
+            raise malformed("has no content")
+        texts = [getattr(block, "text", None) for block in content if getattr(block, "type", None) == "text"]
+        if not all(isinstance(t, str) for t in texts):
+            raise malformed("has a text block without text")
+        stop_reason = response.stop_reason
+        if not isinstance(stop_reason, str):
+            raise malformed("has no stop_reason")
+        finish = _FINISH_REASONS.get(stop_reason, "other")
+        if finish == "stop" and not texts:
+            # A finished answer must have text; a refusal or a stop at max_tokens (spent on thinking) may not.
+            raise malformed(f"has no text content (stop_reason {stop_reason!r})")
+
+        # Anthropic reports cache reads and cache writes apart from `input_tokens`; the prompt is all three.
+        # input_tokens = uncached + cache reads + cache writes, and cached_input_tokens = cache reads, so that
+        # cached tokens are part of the input as with OpenAI and prices.py bills the reads at the cached rate.
+        # Cache writes (billed at 1.25x by Anthropic) are counted as plain input.
+        cache_read = counts["cache_read_input_tokens"] or 0
+        input_tokens = counts["input_tokens"] + cache_read + (counts["cache_creation_input_tokens"] or 0)
+
+        text: str | None = "".join(t for t in texts if isinstance(t, str)) if texts else None
+        refusal = None
+        if finish == "refusal":
+            # A refusal can cut in after some text was streamed out: none of it is an answer.
+            text = None
+            details = response.stop_details
+            refusal = (
+                getattr(details, "explanation", None)
+                or (f"refusal ({details.category})" if details is not None and details.category else None)
+                or "the model refused to answer"
+            )
+        model = response.model if isinstance(response.model, str) and response.model else request.model
+        return Completion(
+            text=text,
+            input_tokens=input_tokens,
+            output_tokens=counts["output_tokens"],
+            model=model,
+            finish_reason=finish,
+            latency_s=latency_s,
+            provider=self.name,
+            request_id=getattr(response, "_request_id", None) or response.id or None,
+            cached_input_tokens=cache_read,
+            refusal=refusal,
+        )
+
+    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+        where = {"provider": self.name, "model": request.model}
+        if isinstance(exc, anthropic.APIStatusError):
+            message = exc.api_message or exc.message
+            if exc.type:
+                message = f"{exc.type}: {message}"
+            return error_for_status(
+                exc.status_code, message, body=exc.body, headers=dict(exc.response.headers), **where
+            )
+        # APITimeoutError is a subclass of APIConnectionError: test it first.
+        if isinstance(exc, anthropic.APITimeoutError):
+            return VendorTimeoutError(f"anthropic: no reply within {request.timeout_s:g} s", **where)
+        if isinstance(exc, anthropic.APIConnectionError):
+            cause = exc.__cause__
+            why = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+            return VendorConnectionError(f"anthropic: could not connect ({why})", **where)
+        if isinstance(exc, json.JSONDecodeError | anthropic.APIResponseValidationError):
+            # A JSON content type over a body that is not JSON (a proxy's error page, a cut-off reply).
+            return MalformedResponseError(f"anthropic: reply body is not JSON ({exc})", **where)
+        return None
+
+
+def _messages(request: CompletionRequest) -> list[MessageParam]:
+    return [
+        UserMessageParam(role="user", content=m.content)
+        if m.role == "user"
+        else AssistantMessageParam(role="assistant", content=m.content)
+        for m in request.messages
+    ]
