@@ -133,7 +133,10 @@ def run_batch(
 
         async def all_rows() -> None:
             semaphore = asyncio.Semaphore(concurrency)
-            await asyncio.gather(*(one(row, semaphore) for row in todo))
+            try:
+                await asyncio.gather(*(one(row, semaphore) for row in todo))
+            finally:
+                await router.aclose()  # on this loop, which owns the async connections
 
         asyncio.run(all_rows())
     summary = summarize(results, router.default_policy)

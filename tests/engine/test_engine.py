@@ -68,7 +68,8 @@ def test_escalated_to_the_second_stage() -> None:
 @pytest.mark.fake_vendor("anthropic", wire.anthropic_message("Positive: long battery life is praised.",
                                                              input_tokens=27, output_tokens=10))
 async def test_escalated_to_the_third_stage_async() -> None:
-    result = await router().arun(REVIEW)
+    async with router() as cascade:
+        result = await cascade.arun(REVIEW)
     assert (result.stage, result.model, result.confidence, result.escalations) == (
         "sonnet", "claude-3-5-sonnet-20241022", None, 2)
     assert result.stages_tried() == ["mini", "flash", "sonnet"]

@@ -41,7 +41,7 @@ class Vendor:
 
 VENDORS = [
     Vendor("openai", "openai", "gpt-4.1-nano"),
-    Vendor("anthropic", "anthropic", "claude-3-5-haiku-20241022"),
+    Vendor("anthropic", "anthropic", "claude-haiku-4-5"),
     Vendor("google", "google", "gemini-2.0-flash", "genai"),
     Vendor("google-legacy", "google", "gemini-2.0-flash", "generativeai"),
 ]
@@ -49,7 +49,7 @@ VENDORS = [
 
 def _helpers_for(vendor: Vendor) -> tuple[str, str]:
     """(provider, model) of the judge and the fallback stage: never the vendor under test."""
-    return ("anthropic", "claude-sonnet-4-5") if vendor.provider == "openai" else ("openai", "gpt-4.1-mini")
+    return ("anthropic", "claude-sonnet-4-6") if vendor.provider == "openai" else ("openai", "gpt-4.1-mini")
 
 
 def ok(vendor: Vendor, text: str = "Canberra.") -> FakeReply:
@@ -165,7 +165,7 @@ def _policy(vendor: Vendor, server_url: str, refused: bool, judge_timeout: float
              "retries": 1, "timeout_s": 0.5, "max_output_tokens": 64},
             {"name": "fallback", "provider": helper, "model": helper_model, "max_output_tokens": 64},
         ],
-        "judge": {"provider": helper, "model": "gpt-4o-mini" if helper == "openai" else "claude-3-5-haiku-20241022",
+        "judge": {"provider": helper, "model": "gpt-4o-mini" if helper == "openai" else "claude-haiku-4-5",
                   "retries": 0, "timeout_s": judge_timeout},
         "providers": providers,
         "budget": {"deadline_s": 30},
