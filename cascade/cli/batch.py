@@ -35,7 +35,7 @@ def read_queries(path: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise BatchError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            raise BatchError(f"{path}:{number}: not JSON ({exc})") from None
         if not isinstance(row, dict) or "query" not in row:
             raise BatchError(f'{path}:{number}: each line must be an object with a "query"')
         row["id"] = str(row.get("id", f"line-{number}"))

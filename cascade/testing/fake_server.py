@@ -100,7 +100,7 @@ class FakeVendorServer:
     def url(self) -> str:
         assert self._server is not None, "server not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeVendorServer:
         handler = _make_handler(self)
