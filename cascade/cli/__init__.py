@@ -192,3 +192,6 @@ def main() -> None:
     except (MissingAPIKeyError, MissingDependencyError) as exc:
         _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(EXIT_USAGE)
+
+
+from cascade.cli import tuning_commands as _tuning_commands  # noqa: E402,F401

@@ -1,11 +1,19 @@
-"""OpenAI Chat Completions through the `openai` SDK."""
+"""OpenAI Chat Completions through the `openai` SDK (`POST /v1/chat/completions`).
+
+The request uses `max_completion_tokens` (`max_tokens` is deprecated and reasoning models reject it), sends the
+system prompt as a first `system` message, and asks for log-probabilities only when the engine wants them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import threading
 from typing import Any
 
 import openai  # first: the registry names the missing extra from the first failed import
+from openai.types.chat import ChatCompletion
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
 from cascade.providers.base import (
@@ -17,53 +25,67 @@ from cascade.providers.base import (
     error_for_status,
 )
 
-_FINISH: dict[str, FinishReason] = {
+# Passed explicitly: with `base_url=None` the SDK reads OPENAI_BASE_URL even when the settings name another variable.
+_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "content_filter": "blocked",
-    "tool_calls": "other",
-    "function_call": "other",
+    # `tool_calls` / `function_call`: we send no tools. Anything unknown is "other" too.
 }
-# The API caps top_logprobs at 20.
+# The API rejects top_logprobs above 20.
 _MAX_TOP_LOGPROBS = 20
 
 
 class OpenAIProvider(Provider):
-    """Chat Completions: one sync and one async client per instance, built on first use, SDK retries off."""
+    """Chat Completions via one `openai.OpenAI` and one `openai.AsyncOpenAI` per event loop, no SDK retries."""
 
     name = "openai"
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
         self._sync: openai.OpenAI | None = None
-        self._async: openai.AsyncOpenAI | None = None
+        # Async connections belong to the loop that opened them: reused from a second `asyncio.run` they fail
+        # with a bare RuntimeError("Event loop is closed"). So there is one async client per running loop.
+        self._async: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        # The engine's sync batch calls `complete` from worker threads: build each client only once.
+        self._lock = threading.Lock()
 
-    def _client_options(self) -> dict[str, Any]:
+    def _options(self) -> dict[str, Any]:
         # max_retries=0: the engine retries under the stage's deadline (the SDK would honour a Retry-After of
         # up to two minutes on its own).
         return {
             "api_key": self.settings.resolve_key(self.name),
-            "base_url": self.settings.resolve_base_url(),
+            "base_url": self.settings.resolve_base_url() or _DEFAULT_BASE_URL,
             "max_retries": 0,
         }
 
     def _sync_client(self) -> openai.OpenAI:
-        if self._sync is None:
-            self._sync = openai.OpenAI(**self._client_options())
-        return self._sync
+        with self._lock:
+            if self._sync is None:
+                self._sync = openai.OpenAI(**self._options())
+            return self._sync
 
     def _async_client(self) -> openai.AsyncOpenAI:
-        if self._async is None:
-            self._async = openai.AsyncOpenAI(**self._client_options())
-        return self._async
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for closed in [other for other in self._async if other.is_closed()]:
+                del self._async[closed]  # nothing left to close them with
+            client = self._async.get(loop)
+            if client is None:
+                client = self._async[loop] = openai.AsyncOpenAI(**self._options())
+            return client
 
     async def aclose(self) -> None:
-        sync_client, async_client = self._sync, self._async
-        self._sync = self._async = None
-        if sync_client is not None:
-            sync_client.close()
-        if async_client is not None:
-            await async_client.close()
+        """Close the sync client and the running loop's async client. The next call reconnects."""
+        with self._lock:
+            sync, self._sync = self._sync, None
+            async_ = self._async.pop(asyncio.get_running_loop(), None)
+        if sync is not None:
+            sync.close()
+        if async_ is not None:
+            await async_.close()
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
@@ -80,7 +102,7 @@ class OpenAIProvider(Provider):
             arguments["temperature"] = request.temperature
         if request.top_logprobs is not None:
             arguments["logprobs"] = True
-            arguments["top_logprobs"] = min(request.top_logprobs, _MAX_TOP_LOGPROBS)
+            arguments["top_logprobs"] = max(0, min(request.top_logprobs, _MAX_TOP_LOGPROBS))
         return arguments
 
     def _send(self, request: CompletionRequest) -> Any:
@@ -90,66 +112,90 @@ class OpenAIProvider(Provider):
         return await self._async_client().chat.completions.create(**self._arguments(request))
 
     def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        # The SDK checks nothing: a missing field is None, a wrong type passes through, and a 200 body whose
+        # content type is not JSON comes back as a plain string. So every field used here is checked.
         def malformed(problem: str) -> MalformedResponseError:
-            return MalformedResponseError(f"openai: {problem}", provider=self.name, model=request.model)
+            return MalformedResponseError(f"openai: chat completion {problem}", provider=self.name, model=request.model)
 
-        # Given a 200 body that is not JSON with a non-JSON content type, the SDK returns the raw text.
-        if isinstance(response, str) or not hasattr(response, "choices"):
-            raise malformed("reply body is not a chat completion")
-        if not response.choices:
-            raise malformed("reply has no choices")
+        if not isinstance(response, ChatCompletion):
+            raise malformed(f"is not a completion object but {type(response).__name__}: {str(response)[:120]!r}")
+        choices = response.choices
+        if not isinstance(choices, list) or not choices:
+            raise malformed("has no choices")
         usage = response.usage
         if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
-            raise malformed("reply has no usage")
-        choice = response.choices[0]
-        message = choice.message
+            raise malformed("has no usage")
+        details = usage.prompt_tokens_details
+        counts = (usage.prompt_tokens, usage.completion_tokens, (details.cached_tokens if details else None) or 0)
+        if not all(type(n) is int and n >= 0 for n in counts):
+            raise malformed(f"has unusable token counts (prompt, completion, cached): {counts!r}")
+        input_tokens, output_tokens, cached = counts
+        choice = choices[0]
+        message = getattr(choice, "message", None)
         if message is None:
-            raise malformed("reply choice has no message")
-        refusal = getattr(message, "refusal", None)
-        text = message.content
-        finish: FinishReason = _FINISH.get(choice.finish_reason or "", "other")
+            raise malformed("has a choice without a message")
+        text, refusal = getattr(message, "content", None), getattr(message, "refusal", None)
+        if not (text is None or isinstance(text, str)) or not (refusal is None or isinstance(refusal, str)):
+            raise malformed("has a message whose content is not text")
+        reason = getattr(choice, "finish_reason", None)
+        if not isinstance(reason, str):
+            raise malformed("has no finish_reason")
+        finish = _FINISH_REASONS.get(reason, "other")
         if refusal:
+            # A refusal comes with content null and finish_reason "stop".
             finish, text = "refusal", None
         elif finish == "blocked":
-            text = None
+            # content_filter may cut in after some text: none of it is an answer.
+            text, refusal = None, "content filter"
         elif text is None and finish == "stop":
-            raise malformed("reply has neither text nor a refusal")
-        details = getattr(usage, "prompt_tokens_details", None)
+            raise malformed("has neither text nor a refusal")
         return Completion(
             text=text,
-            input_tokens=usage.prompt_tokens,
-            output_tokens=usage.completion_tokens,
-            cached_input_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
-            model=response.model or request.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            # prompt_tokens include the cached ones (billed lower): prices.py bills them apart.
+            cached_input_tokens=cached,
+            model=response.model if isinstance(response.model, str) and response.model else request.model,
             finish_reason=finish,
             latency_s=latency_s,
             provider=self.name,
-            request_id=getattr(response, "_request_id", None) or response.id,
+            # The SDK sets `_request_id` from the x-request-id header; the body id when the header is missing.
+            request_id=getattr(response, "_request_id", None) or response.id or None,
             first_token_logprobs=_first_token_logprobs(choice),
-            refusal=refusal or ("content filter" if finish == "blocked" else None),
+            refusal=refusal,
         )
 
     def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
         if isinstance(exc, openai.APIStatusError):
+            # The SDK unwraps `{"error": {...}}`: `body` is the inner object, or the raw text of a non-JSON body.
             body = exc.body
             message = body.get("message") if isinstance(body, dict) else None
             return error_for_status(
                 exc.status_code, str(message or exc.message), body=body, headers=dict(exc.response.headers), **where
             )
-        if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError, its parent
+        # APITimeoutError is a subclass of APIConnectionError: test it first.
+        if isinstance(exc, openai.APITimeoutError):
             return VendorTimeoutError(f"openai: no reply within {request.timeout_s:g} s", **where)
         if isinstance(exc, openai.APIConnectionError):
-            return VendorConnectionError(f"openai: cannot reach the API ({exc.__cause__ or exc})", **where)
+            cause = exc.__cause__
+            why = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+            return VendorConnectionError(f"openai: could not connect ({why})", **where)
         if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
-            return MalformedResponseError(f"openai: reply body is not valid JSON ({exc})", **where)
+            # A JSON content type over a body that is not JSON (a proxy's error page, a cut-off reply).
+            return MalformedResponseError(f"openai: reply body is not JSON ({exc})", **where)
         return None
 
 
 def _first_token_logprobs(choice: Any) -> dict[str, float]:
-    logprobs = getattr(choice, "logprobs", None)
-    content = getattr(logprobs, "content", None) if logprobs else None
-    if not content:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not isinstance(content, list) or not content:
         return {}
-    first = content[0]
-    return {item.token: item.logprob for item in (first.top_logprobs or [])}
+    top = getattr(content[0], "top_logprobs", None) or []
+    result: dict[str, float] = {}
+    for item in top:
+        token, logprob = getattr(item, "token", None), getattr(item, "logprob", None)
+        # Two entries can decode to the same text (tokens differing only in bytes): keep the likelier.
+        if isinstance(token, str) and isinstance(logprob, int | float) and logprob > result.get(token, -math.inf):
+            result[token] = float(logprob)
+    return result

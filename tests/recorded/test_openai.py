@@ -5,8 +5,12 @@ Cassettes live in `cassettes/openai/`; see tests/conftest.py for how they are re
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import gc
+import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -206,22 +210,83 @@ async def test_reply_that_is_not_json_is_malformed(provider: OpenAIProvider, com
         await complete(provider, QUESTION)
 
 
+@pytest.mark.vcr
+@pytest.mark.fake_vendor(
+    "openai",
+    FakeReply(
+        200, '{"id": "chatcmpl-AbC123", "object": "chat.completion", "choi', {"content-type": "application/json"}
+    ),
+)
+async def test_cut_off_json_is_malformed(provider: OpenAIProvider, complete: Complete) -> None:
+    # A JSON content type over a body that is not JSON: the SDK raises json.JSONDecodeError itself.
+    with pytest.raises(MalformedResponseError, match="not JSON") as info:
+        await complete(provider, QUESTION)
+    assert isinstance(info.value.__cause__, json.JSONDecodeError)
+
+
 async def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch, complete: Complete) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
         await complete(OpenAIProvider(_settings()), QUESTION)
 
 
-async def test_timeout_and_dropped_connection(monkeypatch: pytest.MonkeyPatch, complete: Complete) -> None:
-    """Not recordable, so against the local fake server."""
-    monkeypatch.setenv("OPENAI_API_KEY", "local-test-key")
+# Request bodies, response headers (scrubbed from cassettes), timeouts, dropped connections and event loops are
+# checked against the local fake server: nothing here is recorded.
+
+
+@pytest.fixture
+def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVendorServer]:
     with FakeVendorServer() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-        provider = OpenAIProvider(_settings())
-        server.script("openai", FakeReply(200, {}, delay_s=1.0), FakeReply(drop=True))
-        fast = CompletionRequest(model=MODEL, messages=QUESTION.messages, max_output_tokens=8, timeout_s=0.2)
-        with pytest.raises(VendorTimeoutError):
-            await complete(provider, fast)
-        with pytest.raises(VendorConnectionError):
-            await complete(provider, QUESTION)
-        await provider.aclose()
+        monkeypatch.setenv(DEFAULT_BASE_URL_ENV["openai"], server.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "local-test-key")
+        yield server
+
+
+async def test_request_body_and_request_id(
+    fake_openai: FakeVendorServer, provider: OpenAIProvider, complete: Complete
+) -> None:
+    reply = wire.openai_chat("4", prompt_tokens=27, completion_tokens=1)
+    fake_openai.script("openai", reply, reply)
+    completion = await complete(provider, QUESTION)
+    assert completion.request_id == reply.headers["x-request-id"]  # from the header, not the body id
+    body = fake_openai.requests[0].body
+    assert body["messages"][0] == {"role": "system", "content": "You are a terse calculator."}
+    assert body["max_completion_tokens"] == 64 and "max_tokens" not in body
+    assert not {"temperature", "logprobs", "top_logprobs"} & set(body)
+
+    await complete(provider, dataclasses.replace(QUESTION, system=None, temperature=0.0, top_logprobs=50))
+    body = fake_openai.requests[1].body
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert (body["temperature"], body["logprobs"], body["top_logprobs"]) == (0.0, True, 20)  # the API's cap
+
+
+async def test_timeout_and_dropped_connection(
+    fake_openai: FakeVendorServer, provider: OpenAIProvider, complete: Complete
+) -> None:
+    fake_openai.script("openai", FakeReply(200, {}, delay_s=1.0), FakeReply(drop=True))
+    with pytest.raises(VendorTimeoutError) as timed_out:
+        await complete(provider, dataclasses.replace(QUESTION, timeout_s=0.2))
+    assert timed_out.value.retryable
+    with pytest.raises(VendorConnectionError):
+        await complete(provider, QUESTION)
+    assert len(fake_openai.requests) == 2  # no SDK retries
+
+
+# The first loop's connection is never closed (as when a caller forgets `aclose`): Python warns when it is collected.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_async_calls_from_a_second_event_loop(fake_openai: FakeVendorServer) -> None:
+    """A second `asyncio.run` must not reuse the first loop's connections (a bare "Event loop is closed")."""
+    provider = OpenAIProvider(_settings())
+    reply = wire.openai_chat("4", prompt_tokens=27, completion_tokens=1)
+    fake_openai.script("openai", reply, reply)
+
+    async def ask(close: bool) -> str | None:
+        try:
+            return (await provider.acomplete(QUESTION)).text
+        finally:
+            if close:
+                await provider.aclose()
+
+    assert asyncio.run(ask(close=False)) == "4"
+    assert asyncio.run(ask(close=True)) == "4"
+    gc.collect()  # let the first loop's connection go now, under this test's warning filter

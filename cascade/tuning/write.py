@@ -1,0 +1,99 @@
+"""Write a tuned policy: the user's own file with new thresholds, every comment and the layout kept.
+
+ruamel.yaml's round-trip loader finds where each stage's `threshold` value sits, and only that text is
+replaced, so the rest of the file stays byte for byte as the user wrote it. (A threshold that comes from
+a YAML merge key has no place of its own: then the document is dumped by ruamel.yaml's round-trip dumper,
+which keeps comments but may re-indent.) A header comment says where the thresholds came from; re-tuning
+replaces it. The result is validated as a policy before it is written.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from ruamel.yaml import YAML
+
+from cascade.policy import Policy
+
+HEADER_MARK = "# cascade tune:"
+_MODELINE = re.compile(r"^#\s*yaml-language-server:\s*\$schema=(\S+)\s*$")
+_VALUE = re.compile(r"""((?:[&!]\S*\s+)*)("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,\]}#]+)""")
+
+
+def format_threshold(value: float) -> str:
+    """The shortest decimal that reads back as exactly this float, never in exponent form (YAML 1.1 safe)."""
+    return str(np.format_float_positional(value, unique=True, trim="0"))
+
+
+def tuned_policy_text(source: str, thresholds: Mapping[str, float], header: Sequence[str] = ()) -> str:
+    """The policy text with each named stage's threshold replaced and `header` lines on top."""
+    yaml = YAML(typ="rt")
+    doc = yaml.load(source)
+    lines = source.splitlines(keepends=True)
+    edits: list[tuple[int, int, str]] = []
+    dump_whole = False
+    for stage in doc["stages"]:
+        name = str(stage["name"])
+        if name not in thresholds:
+            continue
+        try:
+            line, col = stage.lc.value("threshold")
+        except KeyError:
+            stage["threshold"] = thresholds[name]
+            dump_whole = True
+            continue
+        edits.append((line, col, format_threshold(thresholds[name])))
+    if dump_whole:
+        yaml.width = 4096
+        yaml.representer.add_representer(
+            float, lambda rep, value: rep.represent_scalar("tag:yaml.org,2002:float", format_threshold(value))
+        )
+        out = io.StringIO()
+        yaml.dump(doc, out)
+        return with_header(out.getvalue(), header)
+    for line, col, text in sorted(edits, reverse=True):
+        current = lines[line]
+        match = _VALUE.match(current, col)
+        if match is None:  # pragma: no cover - ruamel pointed at a value we cannot read
+            raise ValueError(f"cannot find the threshold at line {line + 1}: {current!r}")
+        lines[line] = current[: match.start(2)] + text + current[match.end(2) :]
+    return with_header("".join(lines), header)
+
+
+def with_header(text: str, header: Sequence[str]) -> str:
+    """`text` with any earlier tune header removed and `header` added (after a yaml-language-server line)."""
+    lines = [line for line in text.splitlines(keepends=True) if not line.startswith(HEADER_MARK)]
+    keep = 1 if lines and _MODELINE.match(lines[0].rstrip("\n")) else 0
+    block = [f"{HEADER_MARK} {line}".rstrip() + "\n" for line in header]
+    return "".join(lines[:keep] + block + lines[keep:])
+
+
+def _move_schema_line(text: str, source: Path, output: Path) -> str:
+    """Keep a relative `$schema=` modeline pointing at the same schema file from the output's directory."""
+    first, _, rest = text.partition("\n")
+    match = _MODELINE.match(first)
+    if not match or "://" in match.group(1):
+        return text
+    schema = (source.parent / match.group(1)).resolve()
+    if not schema.exists():
+        return text
+    moved = Path(os.path.relpath(schema, output.resolve().parent)).as_posix()
+    return first.replace(match.group(1), moved) + "\n" + rest
+
+
+def write_tuned_policy(source: Path, output: Path, thresholds: Mapping[str, float], header: Sequence[str]) -> Policy:
+    """Write `source` with new thresholds to `output`; raises `PolicyError` if the result is not a valid policy."""
+    text = tuned_policy_text(source.read_text(encoding="utf-8"), thresholds, header)
+    text = _move_schema_line(text, source, output)
+    policy = Policy.from_yaml(text, source=str(output))
+    for name, value in thresholds.items():
+        if policy.stage(name).threshold != value:  # pragma: no cover - a formatting bug would show here
+            raise ValueError(f"stage {name}: wrote {policy.stage(name).threshold}, meant {value}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    return policy
