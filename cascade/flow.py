@@ -354,7 +354,7 @@ def _retry_delay(ctx: QueryContext, error: ProviderError, retry: int) -> float:
     hinted = error.retry_after if isinstance(error, VendorHTTPError) else None
     if hinted is not None:
         return float(hinted)
-    return ctx.backoff_base_s * (2**retry) * (1 + 0.25 * ctx.rng.random())
+    return ctx.backoff_base_s * float(2**retry) * (1 + 0.25 * ctx.rng.random())
 
 
 # -- budget ----------------------------------------------------------------------------------------
