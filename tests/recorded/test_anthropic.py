@@ -66,18 +66,6 @@ async def provider() -> AsyncIterator[AnthropicProvider]:
     await provider.aclose()  # in the test's own event loop, which owns the async connections
 
 
-@pytest.fixture(params=["sync", "async"])
-def complete(request: pytest.FixtureRequest) -> Complete:
-    """`provider.complete` or `await provider.acomplete`: every test runs through both."""
-
-    async def run(provider: AnthropicProvider, completion_request: CompletionRequest) -> Completion:
-        if request.param == "sync":
-            return provider.complete(completion_request)
-        return await provider.acomplete(completion_request)
-
-    return run
-
-
 @pytest.mark.vcr
 @pytest.mark.fake_vendor(
     "anthropic",

@@ -53,16 +53,6 @@ async def provider() -> AsyncIterator[OpenAIProvider]:
     await provider.aclose()
 
 
-@pytest.fixture(params=["sync", "async"])
-def complete(request: pytest.FixtureRequest) -> Complete:
-    async def run(provider: OpenAIProvider, completion_request: CompletionRequest) -> Completion:
-        if request.param == "sync":
-            return provider.complete(completion_request)
-        return await provider.acomplete(completion_request)
-
-    return run
-
-
 @pytest.mark.vcr
 @pytest.mark.fake_vendor("openai", wire.openai_chat("4", prompt_tokens=27, completion_tokens=1, cached_tokens=0))
 async def test_answer_with_usage(provider: OpenAIProvider, complete: Complete) -> None:
