@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 # Vendor key shapes (OpenAI sk-..., Anthropic sk-ant-..., Google AIza...) and bearer tokens.
-_KEY_PATTERN = re.compile(r"(sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+\S+)")
+_KEY_PATTERN = re.compile(r"(sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+[A-Za-z0-9._~+/=\-]+)")
 _extra_secrets: set[str] = set()
 
 
@@ -75,10 +75,22 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """Mask key-shaped substrings and every key cascade has been given."""
+    text = _KEY_PATTERN.sub("***", text)
     for secret in _extra_secrets:
         if secret in text:
             text = text.replace(secret, "***")
-    return _KEY_PATTERN.sub("***", text)
+    return text
+
+
+def redact_data(value: Any) -> Any:
+    """`redact` applied to every string in a JSON-like value (an error body a vendor sent back)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
 
 
 class CascadeError(Exception):
@@ -159,7 +171,7 @@ class VendorHTTPError(ProviderError):
     ) -> None:
         super().__init__(message, provider=provider, model=model)
         self.status_code = status_code
-        self.body = body
+        self.body = redact_data(body)
         self.retry_after = retry_after
 
 

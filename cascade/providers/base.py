@@ -24,6 +24,7 @@ from cascade.errors import (
     MissingAPIKeyError,
     ProviderError,
     TruncatedError,
+    redact,
     register_secret,
 )
 
@@ -203,6 +204,9 @@ class Provider(ABC):
             translated = self._translate(exc, request)
             if translated is None:
                 raise
+            # The SDK's exception stays chained (for debugging, and so tests can spot a cassette miss), but a
+            # vendor or gateway may echo the key in its message: mask it before a traceback prints it.
+            exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
             raise translated from exc
 
 

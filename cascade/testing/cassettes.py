@@ -67,11 +67,24 @@ def rewrite_to_vendor_host(request: Any) -> Any:
 
 
 def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    """Drop cookies, organisation and project ids and request ids from a recorded response."""
+    """Drop cookies, organisation and project ids and request ids from a recorded response, and mask any key
+    the body echoes (some vendors and gateways repeat the key they rejected)."""
+    from cascade.errors import redact
+
     headers = response.get("headers") or {}
     for name in list(headers):
         if name.lower() in SCRUBBED_RESPONSE_HEADERS:
             del headers[name]
+    body = response.get("body") or {}
+    raw = body.get("string")
+    if isinstance(raw, bytes | str):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        masked = redact(text)
+        if masked != text:
+            body["string"] = masked.encode() if isinstance(raw, bytes) else masked
+            for name in list(headers):
+                if name.lower() == "content-length":
+                    headers[name] = [str(len(masked.encode()))]
     return response
 
 
