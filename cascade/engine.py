@@ -8,9 +8,9 @@ clients and bounds every call with `asyncio.timeout`.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
-import uuid
 from collections.abc import Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from cascade.errors import CascadeError, ProviderError, VendorTimeoutError
 from cascade.flow import BACKOFF_BASE_S, Call, Outcome, QueryContext, Sleep, Step, cascade_flow
 from cascade.policy import Policy, load_policy
+from cascade.prices import PriceTable
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
 from cascade.providers.base import Provider, ProviderSettings
 from cascade.query import Query, estimate_input_tokens, normalize_query
@@ -55,6 +56,10 @@ class Cascade:
         self._injected = dict(providers or {})
         self._api_keys = dict(api_keys or {})
         self._providers: dict[tuple[Any, ...], Provider] = {}
+        # Per policy name, worked out on first use: (policy, its price table, its largest context window), and
+        # (policy, vendor) -> adapter. The policy object is kept and compared, so a different one is worked out anew.
+        self._facts: dict[str, tuple[Policy, PriceTable, int | None]] = {}
+        self._resolved: dict[tuple[str, str], tuple[Policy, Provider]] = {}
         self._lock = threading.Lock()
         self.retry_backoff_s = retry_backoff_s
 
@@ -156,14 +161,13 @@ class Cascade:
         """Check a query and set up its context (raises `InvalidQueryError` before any call)."""
         policy = self._policy(policy_name)
         messages, system_prompt = normalize_query(query, system)
-        prices = policy.price_table()
-        windows = [w for s in policy.stages if (p := prices.find(s.model)) and (w := p.context_window)]
+        prices, largest_window = self._policy_facts(policy)
         tokens = estimate_input_tokens(messages, system_prompt, pessimistic=False)
-        if windows and tokens > max(windows):
+        if largest_window is not None and tokens > largest_window:
             from cascade.errors import InvalidQueryError
 
             raise InvalidQueryError(
-                f"query is about {tokens} tokens, beyond every stage's context window (largest {max(windows)})"
+                f"query is about {tokens} tokens, beyond every stage's context window (largest {largest_window})"
             )
         if max_cost is not None and max_cost <= 0:
             raise ValueError("max_cost_usd must be positive")
@@ -172,7 +176,8 @@ class Cascade:
             prices=prices,
             messages=messages,
             system=system_prompt,
-            query_id=query_id or uuid.uuid4().hex[:12],
+            # The first 12 hex digits of a uuid4 (all random bits), without building the UUID.
+            query_id=query_id or os.urandom(6).hex(),
             max_cost_usd=max_cost,
             backoff_base_s=self.retry_backoff_s,
         )
@@ -185,9 +190,22 @@ class Cascade:
         except KeyError:
             raise ValueError(f"no policy named {name!r}; loaded: {', '.join(self.policies)}") from None
 
+    def _policy_facts(self, policy: Policy) -> tuple[PriceTable, int | None]:
+        """The policy's price table and largest context window, worked out once rather than on every query."""
+        facts = self._facts.get(policy.name)
+        if facts is None or facts[0] is not policy:
+            prices = policy.price_table()
+            windows = [w for s in policy.stages if (p := prices.find(s.model)) and (w := p.context_window)]
+            facts = self._facts[policy.name] = (policy, prices, max(windows) if windows else None)
+        return facts[1], facts[2]
+
     def _provider(self, policy: Policy, name: str) -> Provider:
         if name in self._injected:
             return self._injected[name]
+        # The adapter depends only on the policy and the vendor: look it up once, not on every call.
+        resolved = self._resolved.get((policy.name, name))
+        if resolved is not None and resolved[0] is policy:
+            return resolved[1]
         config = policy.providers.get(name)  # type: ignore[call-overload]
         key_env = (config.api_key_env,) if config and config.api_key_env else DEFAULT_KEY_ENV[name]
         backend = config.backend if config else None
@@ -204,6 +222,7 @@ class Cascade:
             if provider is None:
                 provider = get_provider_class(name, backend)(settings)
                 self._providers[cache_key] = provider
+        self._resolved[(policy.name, name)] = (policy, provider)
         return provider
 
     # -- drivers ----------------------------------------------------------------------------------
