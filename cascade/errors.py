@@ -63,7 +63,9 @@ __all__ = [
 ]
 
 # Vendor key shapes (OpenAI sk-..., Anthropic sk-ant-..., Google AIza...) and bearer tokens.
-_KEY_PATTERN = re.compile(r"(sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+[A-Za-z0-9._~+/=\-]+)")
+_KEY_PATTERN = re.compile(
+    r"(sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+[A-Za-z0-9._~+/=\-]+)"
+)
 _extra_secrets: set[str] = set()
 
 

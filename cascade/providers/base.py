@@ -175,7 +175,7 @@ class Provider(ABC):
     def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         """Map an SDK exception to cascade's tree, or None if it is not the SDK's."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook: adapters without connections need nothing
         """Close the SDK clients' connections (the async ones belong to the running loop). Reconnects on use."""
 
     # -- the shared core ----------------------------------------------------------------------------

@@ -100,7 +100,9 @@ def openai_chat(
     return FakeReply(200, body, headers)
 
 
-def openai_error(status: int, message: str, *, type_: str, code: str | None, retry_after: float | None = None) -> FakeReply:
+def openai_error(
+    status: int, message: str, *, type_: str, code: str | None, retry_after: float | None = None
+) -> FakeReply:
     """An OpenAI error object, e.g. 429 `rate_limit_exceeded` or 500 `server_error`."""
     headers = {"content-type": "application/json", "x-request-id": "req_" + _short_id("openai-err", status)}
     if retry_after is not None:
