@@ -10,15 +10,14 @@ What the request leaves out, on purpose:
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from typing import Any
 
 import anthropic  # first: the registry names the missing extra from the first failed import
 from anthropic.types import AssistantMessageParam, Message, MessageParam, UserMessageParam
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
+from cascade.providers._clients import LoopClients
 from cascade.providers.base import (
     Completion,
     CompletionRequest,
@@ -50,13 +49,10 @@ class AnthropicProvider(Provider):
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
-        self._sync: anthropic.Anthropic | None = None
-        # Async connections belong to the event loop that opened them: reused from another loop (a second
-        # `asyncio.run`) they fail with "Event loop is closed", which would pass for a connection error and
-        # escalate past Anthropic every time. So there is one async client per running loop.
-        self._async: dict[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = {}
-        # The engine's sync batch calls `complete` from worker threads: build each client only once.
-        self._lock = threading.Lock()
+        # One sync client, one async client per event loop (see _clients.py), built on first use.
+        self._clients = LoopClients(
+            lambda: anthropic.Anthropic(**self._options()), lambda: anthropic.AsyncAnthropic(**self._options())
+        )
 
     def _options(self) -> dict[str, Any]:
         # An explicit key also stops the SDK from looking for ANTHROPIC_AUTH_TOKEN, profiles or federation.
@@ -67,34 +63,11 @@ class AnthropicProvider(Provider):
             "max_retries": 0,
         }
 
-    def _sync_client(self) -> anthropic.Anthropic:
-        with self._lock:
-            if self._sync is None:
-                self._sync = anthropic.Anthropic(**self._options())
-            return self._sync
-
-    def _async_client(self) -> anthropic.AsyncAnthropic:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            for closed in [other for other in self._async if other.is_closed()]:
-                del self._async[closed]  # nothing left to close them with
-            client = self._async.get(loop)
-            if client is None:
-                client = self._async[loop] = anthropic.AsyncAnthropic(**self._options())
-            return client
-
     async def aclose(self) -> None:
-        """Close the sync client and the running loop's async client. The next call reconnects."""
-        with self._lock:
-            sync, self._sync = self._sync, None
-            async_ = self._async.pop(asyncio.get_running_loop(), None)
-        if sync is not None:
-            sync.close()
-        if async_ is not None:
-            await async_.close()
+        await self._clients.aclose()
 
     def _send(self, request: CompletionRequest) -> Message:
-        return self._sync_client().messages.create(
+        return self._clients.sync().messages.create(
             model=request.model,
             max_tokens=request.max_output_tokens,
             messages=_messages(request),
@@ -103,7 +76,7 @@ class AnthropicProvider(Provider):
         )
 
     async def _asend(self, request: CompletionRequest) -> Message:
-        return await self._async_client().messages.create(
+        return await self._clients.async_().messages.create(
             model=request.model,
             max_tokens=request.max_output_tokens,
             messages=_messages(request),

@@ -6,16 +6,15 @@ system prompt as a first `system` message, and asks for log-probabilities only w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import threading
 from typing import Any
 
 import openai  # first: the registry names the missing extra from the first failed import
 from openai.types.chat import ChatCompletion
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
+from cascade.providers._clients import LoopClients
 from cascade.providers.base import (
     Completion,
     CompletionRequest,
@@ -45,12 +44,10 @@ class OpenAIProvider(Provider):
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
-        self._sync: openai.OpenAI | None = None
-        # Async connections belong to the loop that opened them: reused from a second `asyncio.run` they fail
-        # with a bare RuntimeError("Event loop is closed"). So there is one async client per running loop.
-        self._async: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
-        # The engine's sync batch calls `complete` from worker threads: build each client only once.
-        self._lock = threading.Lock()
+        # One sync client, one async client per event loop (see _clients.py), built on first use.
+        self._clients = LoopClients(
+            lambda: openai.OpenAI(**self._options()), lambda: openai.AsyncOpenAI(**self._options())
+        )
 
     def _options(self) -> dict[str, Any]:
         # max_retries=0: the engine retries under the stage's deadline (the SDK would honour a Retry-After of
@@ -61,31 +58,8 @@ class OpenAIProvider(Provider):
             "max_retries": 0,
         }
 
-    def _sync_client(self) -> openai.OpenAI:
-        with self._lock:
-            if self._sync is None:
-                self._sync = openai.OpenAI(**self._options())
-            return self._sync
-
-    def _async_client(self) -> openai.AsyncOpenAI:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            for closed in [other for other in self._async if other.is_closed()]:
-                del self._async[closed]  # nothing left to close them with
-            client = self._async.get(loop)
-            if client is None:
-                client = self._async[loop] = openai.AsyncOpenAI(**self._options())
-            return client
-
     async def aclose(self) -> None:
-        """Close the sync client and the running loop's async client. The next call reconnects."""
-        with self._lock:
-            sync, self._sync = self._sync, None
-            async_ = self._async.pop(asyncio.get_running_loop(), None)
-        if sync is not None:
-            sync.close()
-        if async_ is not None:
-            await async_.close()
+        await self._clients.aclose()
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
@@ -106,10 +80,10 @@ class OpenAIProvider(Provider):
         return arguments
 
     def _send(self, request: CompletionRequest) -> Any:
-        return self._sync_client().chat.completions.create(**self._arguments(request))
+        return self._clients.sync().chat.completions.create(**self._arguments(request))
 
     async def _asend(self, request: CompletionRequest) -> Any:
-        return await self._async_client().chat.completions.create(**self._arguments(request))
+        return await self._clients.async_().chat.completions.create(**self._arguments(request))
 
     def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a 200 body whose
