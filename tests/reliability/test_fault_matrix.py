@@ -25,9 +25,9 @@ from cascade.testing.fake_server import RecordedRequest
 from cascade.testing.wire import FakeReply
 
 CANARIES = {
-    "openai": "sk-proj-CANARYopenai0123456789abcdefghij",
-    "anthropic": "sk-ant-CANARYanthropic0123456789abcdef",
-    "google": "AIzaCANARYgoogle0123456789abcdefghijkl",
+    "openai": "sk-proj-CANARYopenai0123",
+    "anthropic": "sk-ant-CANARYanthropic01",
+    "google": "AIzaCANARYgoogle0123456789ab",
 }
 
 
