@@ -49,7 +49,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_JITTER.seed)
 
 
-@dataclass(frozen=True, slots=True)
+# Plain (not frozen) records: the flow makes five to ten per query, and a frozen dataclass's __init__ costs
+# about twice as much. Nothing keeps them after the driver has performed the step.
+@dataclass(slots=True)
 class Call:
     """Ask `provider` (with `backend`, for google) this request."""
 
@@ -59,7 +61,7 @@ class Call:
     request: CompletionRequest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sleep:
     seconds: float
 
@@ -94,6 +96,9 @@ class QueryContext:
         if self.max_cost_usd is None:
             self.max_cost_usd = self.policy.budget.max_cost_usd
         self.text = query_text(self.messages, self.system)
+        # Worked out once per query: the budget check prices every stage with them.
+        self.input_tokens = estimate_input_tokens(self.messages, self.system)
+        self.input_tokens_optimistic = estimate_input_tokens(self.messages, self.system, pessimistic=False)
         self._log = log.bind(query_id=self.query_id, policy=self.policy.name, policy_version=self.policy.version)
         # structlog's filtering loggers (`make_filtering_bound_logger`, its default) say whether they would drop an
         # INFO event: then none is built (eight per query, a tenth of the engine's own time).
@@ -118,15 +123,15 @@ def cascade_flow(ctx: QueryContext) -> Flow:
     escalations = 0
     budget_exhausted = False
     stop_reason = "every stage failed"
-    input_estimate = estimate_input_tokens(ctx.messages, ctx.system, pessimistic=False)
 
     for index in range(first, len(policy.stages)):
         stage = policy.stages[index]
         is_last = index == len(policy.stages) - 1
         if index > first:
             escalations += 1
-        window = ctx.prices[stage.model].context_window if ctx.prices.find(stage.model) else None
-        if window is not None and input_estimate > window:
+        price = ctx.prices.find(stage.model)
+        window = price.context_window if price is not None else None
+        if window is not None and ctx.input_tokens_optimistic > window:
             ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason="query exceeds context window")
             continue
         judged = not is_last or policy.judge_last_stage
@@ -211,16 +216,15 @@ def _choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]
         max_output_tokens=classifier.max_output_tokens,
         timeout_s=classifier.timeout_s,
     )
-    completion, slot = yield from _call(ctx, "classifier", "classify", classifier.provider, request, retries=0)
+    completion, record = yield from vendor_call(ctx, "classifier", "classify", classifier.provider, request, retries=0)
     if completion is None:
         return policy.stages[0].name, "default (classifier failed)"
     label = parse_label(completion.text)
-    ctx.attempts[slot] = ctx.attempts[slot].model_copy(update={"label": label})
     if label is None:
-        ctx.attempts[slot] = ctx.attempts[slot].model_copy(
-            update={"error": AttemptError(type="JudgeError", message=f"unreadable label: {completion.text!r}")}
-        )
+        error = AttemptError(type="JudgeError", message=f"unreadable label: {completion.text!r}")
+        ctx.attempts.append(Attempt(**record, label=None, error=error))
         return policy.stages[0].name, "default (classifier unreadable)"
+    ctx.attempts.append(Attempt(**record, label=label))
     stage = classifier.labels.get(label, policy.stages[0].name)  # type: ignore[call-overload]
     ctx.event("cascade.route", entry_stage=stage, route=f"classifier:{label}")
     return stage, f"classifier:{label}"
@@ -239,16 +243,19 @@ def _answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Complet
         system=system,
         timeout_s=stage.timeout_s,
     )
-    completion, slot = yield from _call(ctx, stage.name, "answer", stage.provider, request, retries=stage.retries)
+    completion, record = yield from vendor_call(ctx, stage.name, "answer", stage.provider, request, retries=stage.retries)
     if completion is None:
         return None
-    try:
-        completion.answer_text()
-    except UnusableAnswerError as exc:
-        ctx.attempts[slot] = ctx.attempts[slot].model_copy(update={"error": _attempt_error(exc)})
-        _log_error(ctx, ctx.attempts[slot])
-        return None
-    attempt = ctx.attempts[slot]
+    if not completion.usable:
+        try:
+            completion.answer_text()  # raises the error that says why there is no answer
+        except UnusableAnswerError as exc:
+            attempt = Attempt(**record, error=_attempt_error(exc))
+            ctx.attempts.append(attempt)
+            _log_error(ctx, attempt)
+            return None
+    attempt = Attempt(**record)
+    ctx.attempts.append(attempt)
     ctx.event(
         "cascade.answer",
         stage=stage.name,
@@ -275,7 +282,7 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
         timeout_s=judge.timeout_s,
         top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
     )
-    completion, slot = yield from _call(ctx, stage.name, "judge", judge.provider, request, retries=judge.retries)
+    completion, record = yield from vendor_call(ctx, stage.name, "judge", judge.provider, request, retries=judge.retries)
     if completion is None:
         return None
     threshold = stage.threshold
@@ -285,15 +292,12 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
         else:
             verdict = parse_json_verdict(completion.text)
     except JudgeError as exc:
-        ctx.attempts[slot] = ctx.attempts[slot].model_copy(
-            update={"confidence": 0.0, "threshold": threshold, "error": _attempt_error(exc)}
-        )
-        _log_error(ctx, ctx.attempts[slot])
+        attempt = Attempt(**record, confidence=0.0, threshold=threshold, error=_attempt_error(exc))
+        ctx.attempts.append(attempt)
+        _log_error(ctx, attempt)
         return Verdict(confidence=0.0, reason="")  # an unreadable verdict escalates, like a low score
-    ctx.attempts[slot] = ctx.attempts[slot].model_copy(
-        update={"confidence": verdict.confidence, "threshold": threshold, "judge_reason": verdict.reason}
-    )
-    attempt = ctx.attempts[slot]
+    attempt = Attempt(**record, confidence=verdict.confidence, threshold=threshold, judge_reason=verdict.reason)
+    ctx.attempts.append(attempt)
     ctx.event(
         "cascade.judge",
         stage=stage.name,
@@ -312,42 +316,45 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
 # -- one vendor call, with retries under a deadline ----------------------------------------------
 
 
-def _call(
+def vendor_call(
     ctx: QueryContext, stage: str, role: Role, provider: str, request: CompletionRequest, *, retries: int
-) -> Generator[Step, Outcome, tuple[Completion | None, int]]:
+) -> Generator[Step, Outcome, tuple[Completion, dict[str, Any]] | tuple[None, None]]:
     """Make a call, retrying retryable errors within the call's timeout and the query's deadline.
 
-    Returns the completion (or None) and the index of its attempt in `ctx.attempts`.
+    Failed tries are recorded in `ctx.attempts` here. A completion comes back with the fields of its `Attempt`,
+    which the caller records once it has read the reply (the judge adds its verdict): one pydantic model per
+    call instead of one plus a copy.
     """
     call_deadline = min(ctx.clock() + request.timeout_s, ctx.deadline)
     for retry in range(retries + 1):
         remaining = call_deadline - ctx.clock()
         if remaining <= 0:
             break
-        outcome = yield Call(stage, role, provider, _with_timeout(request, remaining))
+        # Within a millisecond of the request's own timeout (a first try with the deadline far off), send the
+        # request as it is rather than a copy.
+        sent = request if remaining > request.timeout_s - 0.001 else _with_timeout(request, remaining)
+        outcome = yield Call(stage, role, provider, sent)
         if isinstance(outcome, Completion):
             cost = ctx.prices.cost(
                 request.model, outcome.input_tokens, outcome.output_tokens, outcome.cached_input_tokens
             )
             ctx.spent += cost
-            ctx.attempts.append(
-                Attempt(
-                    stage=stage,
-                    role=role,
-                    provider=provider,
-                    model=request.model,
-                    served_by=outcome.model,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    cached_input_tokens=outcome.cached_input_tokens,
-                    cost_usd=cost,
-                    latency_s=outcome.latency_s,
-                    finish_reason=outcome.finish_reason,
-                    request_id=outcome.request_id,
-                    retry=retry,
-                )
-            )
-            return outcome, len(ctx.attempts) - 1
+            record = {
+                "stage": stage,
+                "role": role,
+                "provider": provider,
+                "model": request.model,
+                "served_by": outcome.model,
+                "input_tokens": outcome.input_tokens,
+                "output_tokens": outcome.output_tokens,
+                "cached_input_tokens": outcome.cached_input_tokens,
+                "cost_usd": cost,
+                "latency_s": outcome.latency_s,
+                "finish_reason": outcome.finish_reason,
+                "request_id": outcome.request_id,
+                "retry": retry,
+            }
+            return outcome, record
         assert isinstance(outcome, ProviderError), f"driver sent {outcome!r}"
         attempt = Attempt(
             stage=stage, role=role, provider=provider, model=request.model, retry=retry, error=_attempt_error(outcome)
@@ -360,7 +367,7 @@ def _call(
         if ctx.clock() + delay >= call_deadline:
             break  # waiting would eat the whole deadline: move on instead
         yield Sleep(delay)
-    return None, -1
+    return None, None
 
 
 def _with_timeout(request: CompletionRequest, timeout_s: float) -> CompletionRequest:
@@ -400,7 +407,7 @@ def _retry_delay(ctx: QueryContext, error: ProviderError, retry: int) -> float:
 
 def estimate_stage_cost(ctx: QueryContext, stage: Stage, judged: bool) -> float:
     """A pessimistic price for a stage: the input, the stage's max output, and its judge call."""
-    input_tokens = estimate_input_tokens(ctx.messages, ctx.system)
+    input_tokens = ctx.input_tokens
     cost = ctx.prices.cost(stage.model, input_tokens, stage.max_output_tokens)
     if judged:
         judge = ctx.policy.judge_for(stage)

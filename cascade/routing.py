@@ -34,6 +34,15 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + re.escape(keyword) + r"(?!\w)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=256)
+def _any_keyword(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """One search for "does any keyword occur": most queries match no rule, and this rejects them in one pass
+    instead of one search per keyword. At each position the alternation tries every keyword, so it finds an
+    occurrence whenever one of the per-keyword patterns would."""
+    alternatives = "|".join(re.escape(k) for k in sorted(set(keywords), key=len, reverse=True))
+    return re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)", re.IGNORECASE)
+
+
 def rule_matches(rule: RoutingRule, text: str) -> bool:
     """True when every condition the rule sets holds for the query text."""
     if rule.min_chars is not None and len(text) < rule.min_chars:
@@ -43,9 +52,13 @@ def rule_matches(rule: RoutingRule, text: str) -> bool:
     if rule.regex is not None and not _compiled(rule.regex).search(text):
         return False
     if rule.keywords:
-        hits = sum(1 for kw in set(rule.keywords) if _keyword_pattern(kw).search(text))
-        if hits < rule.min_keywords:
+        if not _any_keyword(tuple(rule.keywords)).search(text):
             return False
+        if rule.min_keywords > 1:
+            # Occurrences can overlap ("files", "multiple files"): count each keyword on its own.
+            hits = sum(1 for kw in set(rule.keywords) if _keyword_pattern(kw).search(text))
+            if hits < rule.min_keywords:
+                return False
     return True
 
 

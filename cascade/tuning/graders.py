@@ -18,9 +18,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from cascade.errors import JudgeError
-from cascade.flow import Outcome, QueryContext, Step
+from cascade.flow import Outcome, QueryContext, Step, vendor_call
 from cascade.judge import delimiter_tag, parse_json_verdict
 from cascade.providers.base import CompletionRequest, Message
+from cascade.result import Attempt, AttemptError
 
 if TYPE_CHECKING:
     from cascade.tuning.traces import Trace
@@ -199,9 +200,7 @@ def llm_grade_flow(
     ctx: QueryContext, grader: LLMGrader, stage: str, answer: str, reference: Reference
 ) -> Generator[Step, Outcome, LLMGrade]:
     """Ask the grader model about one answer; the call is priced and recorded in `ctx.attempts`."""
-    # `_call` is the engine's one copy of "call, retry within the deadline, price and record".
-    from cascade.flow import _call
-
+    # `vendor_call` is the engine's one copy of "call, retry within the deadline, price and record".
     ref_text = " | ".join(_references(reference))
     request = CompletionRequest(
         model=grader.model,
@@ -210,13 +209,15 @@ def llm_grade_flow(
         temperature=grader.temperature,
         timeout_s=grader.timeout_s,
     )
-    completion, slot = yield from _call(ctx, stage, "judge", grader.provider, request, retries=grader.retries)
+    completion, record = yield from vendor_call(ctx, stage, "judge", grader.provider, request, retries=grader.retries)
     if completion is None:
         error = ctx.attempts[-1].error if ctx.attempts else None
         return LLMGrade(None, 0.0, f"grader call failed: {error.message if error else 'no reply'}")
-    cost = ctx.attempts[slot].cost_usd
+    cost = record["cost_usd"]
     try:
         verdict = parse_json_verdict(completion.text)
     except JudgeError as exc:
+        ctx.attempts.append(Attempt(**record, error=AttemptError(type="JudgeError", message=str(exc))))
         return LLMGrade(None, cost, f"grader reply unreadable: {exc}")
+    ctx.attempts.append(Attempt(**record, confidence=verdict.confidence, judge_reason=verdict.reason))
     return LLMGrade(verdict.confidence * 10 >= grader.pass_score - 1e-9, cost, verdict.reason)
