@@ -103,13 +103,15 @@ class QueryContext:
         # structlog's filtering loggers (`make_filtering_bound_logger`, its default) say whether they would drop an
         # INFO event: then none is built (eight per query, a tenth of the engine's own time).
         is_enabled_for = getattr(self._log, "is_enabled_for", None)
-        self._events = is_enabled_for is None or bool(is_enabled_for(logging.INFO))
+        self.events = is_enabled_for is None or bool(is_enabled_for(logging.INFO))
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
 
     def event(self, name: str, **fields: Any) -> None:
-        if self._events:
+        """Emit an event. Call sites on the hot path test `ctx.events` first, so that not even the keyword
+        arguments are built when the event would be dropped."""
+        if self.events:
             self._log.info(name, **fields)
 
 
@@ -161,7 +163,7 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         if accepts(threshold, confidence):
             accepted = (stage, completion, confidence)
             break
-        if not is_last:
+        if not is_last and ctx.events:
             ctx.event(
                 "cascade.escalate",
                 stage=stage.name,
@@ -178,6 +180,8 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         if budget_exhausted:
             raise BudgetExhaustedError(message, result)
         raise CascadeExhausted(message, result)
+    if not ctx.events:
+        return result
     ctx.event(
         "cascade.done",
         outcome="accepted" if accepted else "best-effort",
@@ -234,7 +238,9 @@ def _choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]
 
 
 def _answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completion | None]:
-    system = "\n\n".join(s for s in (stage.system_prompt, ctx.system) if s) or None
+    system = ctx.system
+    if stage.system_prompt:
+        system = f"{stage.system_prompt}\n\n{system}" if system else stage.system_prompt
     request = CompletionRequest(
         model=stage.model,
         messages=ctx.messages,
@@ -256,6 +262,8 @@ def _answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Complet
             return None
     attempt = Attempt(**record)
     ctx.attempts.append(attempt)
+    if not ctx.events:
+        return completion
     ctx.event(
         "cascade.answer",
         stage=stage.name,
@@ -298,6 +306,8 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
         return Verdict(confidence=0.0, reason="")  # an unreadable verdict escalates, like a low score
     attempt = Attempt(**record, confidence=verdict.confidence, threshold=threshold, judge_reason=verdict.reason)
     ctx.attempts.append(attempt)
+    if not ctx.events:
+        return verdict
     ctx.event(
         "cascade.judge",
         stage=stage.name,
@@ -457,9 +467,25 @@ def _result(
         budget_exhausted=budget_exhausted,
         entry_stage=entry,
         route=route,
-        policy=PolicyRef(name=ctx.policy.name, version=ctx.policy.version),
+        policy=_policy_ref(ctx.policy),
         attempts=list(ctx.attempts),
     )
+
+
+_POLICY_REFS: dict[int, tuple[Policy, PolicyRef]] = {}
+
+
+def _policy_ref(policy: Policy) -> PolicyRef:
+    """One frozen PolicyRef per policy object serves every result (policies are not hashable: keyed by id, the
+    policy kept beside it so that a recycled id is noticed)."""
+    cached = _POLICY_REFS.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    if len(_POLICY_REFS) >= 64:
+        _POLICY_REFS.clear()
+    ref = PolicyRef(name=policy.name, version=policy.version)
+    _POLICY_REFS[id(policy)] = (policy, ref)
+    return ref
 
 
 def _raise_now(ctx: QueryContext, route: str, entry: str) -> CascadeExhausted:

@@ -79,7 +79,7 @@ def parse_json_verdict(reply: str | None) -> Verdict:
     if reply is None or not reply.strip():
         raise JudgeError("judge reply is empty")
     text = reply.strip()
-    if fenced := _FENCE.match(text):
+    if text.startswith("```") and (fenced := _FENCE.match(text)):
         text = fenced.group(1)
     try:
         data = json.loads(text)

@@ -29,9 +29,11 @@ class ModelPrice:
 
     def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
         """USD for one call. Cached tokens are part of `input_tokens`, billed at the cached rate."""
-        cached = min(max(cached_input_tokens, 0), input_tokens) if self.cached_input is not None else 0
+        if cached_input_tokens <= 0 or self.cached_input is None:  # the common case, priced without the split
+            return (input_tokens * self.input + output_tokens * self.output) / _PER_TOKEN
+        cached = min(cached_input_tokens, input_tokens)
         fresh = input_tokens - cached
-        total = fresh * self.input + cached * (self.cached_input or 0.0) + output_tokens * self.output
+        total = fresh * self.input + cached * self.cached_input + output_tokens * self.output
         return total / _PER_TOKEN
 
 
