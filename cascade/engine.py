@@ -209,14 +209,16 @@ class Cascade:
         config = policy.providers.get(name)  # type: ignore[call-overload]
         key_env = (config.api_key_env,) if config and config.api_key_env else DEFAULT_KEY_ENV[name]
         backend = config.backend if config else None
+        async_http = config.async_http if config else "httpx"
         settings = ProviderSettings(
             api_key=self._api_keys.get(name),
             api_key_env=key_env,
             base_url=config.base_url if config else None,
             base_url_env=DEFAULT_BASE_URL_ENV[name],
             backend=backend,
+            async_http=async_http,
         )
-        cache_key = (name, backend, key_env, settings.base_url)
+        cache_key = (name, backend, key_env, settings.base_url, async_http)
         with self._lock:
             provider = self._providers.get(cache_key)
             if provider is None:

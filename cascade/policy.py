@@ -130,6 +130,21 @@ class ProviderConfig(_Strict):
     backend: Literal["genai", "generativeai"] | None = Field(
         None, description="google only: genai (google-genai, default) or generativeai (legacy, opt-in)."
     )
+    async_http: Literal["httpx", "aiohttp"] = Field(
+        "httpx",
+        description="The HTTP library under the async SDK client. httpx: the SDKs' default. aiohttp: the SDKs' own "
+        "aiohttp backend, about half the client CPU per call at high concurrency; needs the `aiohttp` extra. "
+        "Sync calls are unchanged. Not available with google's generativeai backend (it uses `requests`).",
+    )
+
+    @model_validator(mode="after")
+    def _async_http_has_a_backend(self) -> ProviderConfig:
+        if self.async_http == "aiohttp" and self.backend == "generativeai":
+            raise _FieldError(
+                ("async_http",),
+                "aiohttp needs backend genai: the generativeai backend sends every call with `requests`",
+            )
+        return self
 
 
 class PriceOverride(_Strict):

@@ -116,12 +116,15 @@ class ProviderSettings:
     base_url_env: str | None = None
     # google only: "genai" (google-genai, default) or "generativeai" (legacy, opt-in).
     backend: str | None = None
+    # The HTTP library under the async SDK client: "httpx" (the SDKs' default) or "aiohttp" (the SDKs' own backend).
+    async_http: str = "httpx"
 
     def __repr__(self) -> str:  # never show the key
         key = "***" if self.api_key else None
         return (
             f"ProviderSettings(api_key={key!r}, api_key_env={self.api_key_env!r}, "
-            f"base_url={self.base_url!r}, backend={self.backend!r})"
+            f"base_url={self.base_url!r}, base_url_env={self.base_url_env!r}, backend={self.backend!r}, "
+            f"async_http={self.async_http!r})"
         )
 
     def resolve_key(self, provider: str) -> str:
