@@ -3,6 +3,9 @@
 Async connections belong to the loop that opened them: reused from another loop (a second `asyncio.run`) they
 fail with "Event loop is closed", which would pass for a connection error and escalate past the vendor every
 time. The engine's sync batch calls from worker threads, so each client is built once, under a lock.
+
+Also the two helpers behind the `async_http: aiohttp` provider setting, shared by the openai, anthropic and google
+adapters.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Generic, TypeVar
+
+from cascade.errors import MissingDependencyError
 
 S = TypeVar("S")
 A = TypeVar("A")
@@ -53,3 +59,33 @@ class LoopClients(Generic[S, A]):
         if async_ is not None:
             _aclose: Any = async_
             await _aclose.close()
+
+
+def require_aiohttp(provider: str) -> ModuleType:
+    """`aiohttp`, for a provider whose policy sets `async_http: aiohttp`; if missing, the error names the extra."""
+    try:
+        import aiohttp
+    except ModuleNotFoundError as exc:
+        if exc.name == "aiohttp":
+            raise MissingDependencyError(provider, "aiohttp", "aiohttp") from exc
+        raise
+    return aiohttp
+
+
+def aiohttp_connection_failure(aiohttp: ModuleType | None, exc: BaseException) -> BaseException | None:
+    """The aiohttp error behind an SDK exception when it is a refused or dropped connection, not a timeout.
+
+    The openai SDK's aiohttp bridge (openai 3.57) maps every `aiohttp.ClientConnectionError`, a refused connection
+    included, to `httpx2.ConnectTimeout`, so the SDK reports `APITimeoutError` for a vendor it never reached. The
+    aiohttp timeouts are `ClientConnectionError`s too, but also `TimeoutError`s: those stay timeouts.
+    """
+    if aiohttp is None:
+        return None
+    cause = exc.__cause__
+    for _ in range(8):  # a chain is SDK error <- httpx2 error <- aiohttp error <- OSError: never long
+        if cause is None:
+            return None
+        if isinstance(cause, aiohttp.ClientConnectionError):
+            return None if isinstance(cause, TimeoutError) else cause
+        cause = cause.__cause__
+    return None

@@ -17,7 +17,7 @@ import anthropic  # first: the registry names the missing extra from the first f
 from anthropic.types import AssistantMessageParam, Message, MessageParam, UserMessageParam
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
-from cascade.providers._clients import LoopClients
+from cascade.providers._clients import LoopClients, aiohttp_connection_failure, require_aiohttp
 from cascade.providers.base import (
     Completion,
     CompletionRequest,
@@ -49,9 +49,12 @@ class AnthropicProvider(Provider):
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
+        # `async_http: aiohttp`: checked here, so that a missing package is reported before any call.
+        self._aiohttp = require_aiohttp(self.name) if settings.async_http == "aiohttp" else None
         # One sync client, one async client per event loop (see _clients.py), built on first use.
         self._clients = LoopClients(
-            lambda: anthropic.Anthropic(**self._options()), lambda: anthropic.AsyncAnthropic(**self._options())
+            lambda: anthropic.Anthropic(**self._options()),
+            lambda: anthropic.AsyncAnthropic(**self._options(), **self._async_http()),
         )
 
     def _options(self) -> dict[str, Any]:
@@ -62,6 +65,11 @@ class AnthropicProvider(Provider):
             "base_url": self.settings.resolve_base_url() or _DEFAULT_BASE_URL,
             "max_retries": 0,
         }
+
+    def _async_http(self) -> dict[str, Any]:
+        # The SDK's own aiohttp client keeps the SDK's default timeout and connection limits; closing the
+        # AsyncAnthropic closes it and its aiohttp session.
+        return {"http_client": anthropic.DefaultAioHttpClient()} if self._aiohttp is not None else {}
 
     async def aclose(self) -> None:
         await self._clients.aclose()
@@ -160,6 +168,11 @@ class AnthropicProvider(Provider):
             )
         # APITimeoutError is a subclass of APIConnectionError: test it first.
         if isinstance(exc, anthropic.APITimeoutError):
+            # An aiohttp bridge may call a refused connection a timeout (openai's does: see _clients.py).
+            if (dropped := aiohttp_connection_failure(self._aiohttp, exc)) is not None:
+                return VendorConnectionError(
+                    f"anthropic: could not connect ({type(dropped).__name__}: {dropped})", **where
+                )
             return VendorTimeoutError(f"anthropic: no reply within {request.timeout_s:g} s", **where)
         if isinstance(exc, anthropic.APIConnectionError):
             cause = exc.__cause__

@@ -16,6 +16,7 @@ from google.genai import types
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
 from cascade.providers import _gemini_wire as gemini
+from cascade.providers._clients import require_aiohttp
 from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
 
 _ROLES = {"user": "user", "assistant": "model"}
@@ -24,27 +25,37 @@ _NOT_WIRE = {"sdk_http_response", "automatic_function_calling_history", "parsed"
 
 
 class GoogleProvider(Provider):
-    """Gemini via `google-genai`: one `genai.Client` per instance, no SDK retries, httpx2 for sync and async."""
+    """Gemini via `google-genai`: one `genai.Client` per instance, no SDK retries, httpx2 for sync calls and for
+    async ones unless the policy sets `async_http: aiohttp` (the SDK's own aiohttp sessions, one per loop)."""
 
     name = "google"
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
+        # `async_http: aiohttp`: checked here, so that a missing package is reported before any call.
+        self._aiohttp = require_aiohttp(self.name) if settings.async_http == "aiohttp" else None
         # Kept for the instance's lifetime: a dropped `genai.Client` closes its HTTP clients when collected.
         self._client: genai.Client | None = None
 
     def _get_client(self) -> genai.Client:
         if self._client is None:
+            async_http: dict[str, Any]
+            if self._aiohttp is None:
+                # With aiohttp installed the SDK would switch to it: other exceptions, a hidden 1-10 s retry on
+                # connection errors, and cassettes that differ. A transport of our own keeps it on httpx2.
+                async_http = {"async_client_args": {"transport": _PerLoopTransport()}}
+            else:
+                # No transport: the SDK sends async calls through aiohttp. It skips its hidden retry of a failed
+                # connection (a 1-10 s sleep, then once more) when retry options are set: one attempt.
+                async_http = {"retry_options": types.HttpRetryOptions(attempts=1)}
             options = types.HttpOptions(
                 base_url=self.settings.resolve_base_url(),
                 # Explicit, so that GOOGLE_GENAI_API_VERSION cannot move requests off the recorded paths.
                 api_version="v1",
-                # With aiohttp installed the SDK would switch to it: other exceptions, a hidden 1-10 s retry on
-                # connection errors, and cassettes that differ. A transport of our own keeps it on httpx2.
-                async_client_args={"transport": _PerLoopTransport()},
+                **async_http,
             )
-            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI must not send us to another API. No `retry_options`:
-            # the SDK then makes exactly one attempt, and the engine retries under its own deadline.
+            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI must not send us to another API. No `retry_options` (or
+            # one attempt): the SDK makes exactly one attempt, and the engine retries under its own deadline.
             self._client = genai.Client(
                 api_key=self.settings.resolve_key(self.name), vertexai=False, http_options=options
             )
@@ -102,6 +113,15 @@ class GoogleProvider(Provider):
             )
         if isinstance(exc, httpx2.NetworkError | httpx2.RemoteProtocolError):
             return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
+        if self._aiohttp is not None:
+            # The SDK lets aiohttp's exceptions through unwrapped. Its timeouts are TimeoutErrors (a bare one for
+            # the request's total timeout), some of them also ClientErrors: test them first.
+            if isinstance(exc, TimeoutError):
+                return VendorTimeoutError(
+                    f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
+                )
+            if isinstance(exc, self._aiohttp.ClientError):
+                return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
         if isinstance(exc, json.JSONDecodeError | genai_errors.UnknownApiResponseError):
             return MalformedResponseError(f"google: reply body is not JSON ({exc})", **where)
         if isinstance(exc, pydantic.ValidationError) and exc.title == types.GenerateContentResponse.__name__:

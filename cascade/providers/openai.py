@@ -14,7 +14,7 @@ import openai  # first: the registry names the missing extra from the first fail
 from openai.types.chat import ChatCompletion
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
-from cascade.providers._clients import LoopClients
+from cascade.providers._clients import LoopClients, aiohttp_connection_failure, require_aiohttp
 from cascade.providers.base import (
     Completion,
     CompletionRequest,
@@ -44,9 +44,12 @@ class OpenAIProvider(Provider):
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
+        # `async_http: aiohttp`: checked here, so that a missing package is reported before any call.
+        self._aiohttp = require_aiohttp(self.name) if settings.async_http == "aiohttp" else None
         # One sync client, one async client per event loop (see _clients.py), built on first use.
         self._clients = LoopClients(
-            lambda: openai.OpenAI(**self._options()), lambda: openai.AsyncOpenAI(**self._options())
+            lambda: openai.OpenAI(**self._options()),
+            lambda: openai.AsyncOpenAI(**self._options(), **self._async_http()),
         )
 
     def _options(self) -> dict[str, Any]:
@@ -57,6 +60,11 @@ class OpenAIProvider(Provider):
             "base_url": self.settings.resolve_base_url() or _DEFAULT_BASE_URL,
             "max_retries": 0,
         }
+
+    def _async_http(self) -> dict[str, Any]:
+        # The SDK's own aiohttp client keeps the SDK's default timeout and connection limits; closing the
+        # AsyncOpenAI closes it and its aiohttp session.
+        return {"http_client": openai.DefaultAioHttpClient()} if self._aiohttp is not None else {}
 
     async def aclose(self) -> None:
         await self._clients.aclose()
@@ -150,6 +158,11 @@ class OpenAIProvider(Provider):
             )
         # APITimeoutError is a subclass of APIConnectionError: test it first.
         if isinstance(exc, openai.APITimeoutError):
+            # An aiohttp bridge may call a refused connection a timeout (openai's does: see _clients.py).
+            if (dropped := aiohttp_connection_failure(self._aiohttp, exc)) is not None:
+                return VendorConnectionError(
+                    f"openai: could not connect ({type(dropped).__name__}: {dropped})", **where
+                )
             return VendorTimeoutError(f"openai: no reply within {request.timeout_s:g} s", **where)
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__
