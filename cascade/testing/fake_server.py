@@ -3,7 +3,8 @@
 It speaks just enough of each wire format for the native SDKs: `POST /v1/chat/completions` (OpenAI),
 `POST /v1/messages` (Anthropic), `POST /v1beta/models/{m}:generateContent` and `/v1/models/{m}:generateContent`
 (Gemini, new and legacy SDK). Replies come from a script (a queue per vendor) or from a responder function,
-and every request is recorded for assertions. Point an adapter at `server.url` through its base-URL setting.
+and every request is recorded for assertions, as is the most it held at once (`peak_in_flight`). Point an
+adapter at `server.url` through its base-URL setting.
 
     with FakeVendorServer() as server:
         server.script("openai", wire.openai_chat("4", prompt_tokens=12, completion_tokens=1))
@@ -67,6 +68,10 @@ class FakeVendorServer:
         self._lock = threading.Lock()
         self.responder = responder
         self.requests: list[RecordedRequest] = []
+        # Requests received and not yet answered (a reply's delay and the responder's time included), and the most
+        # there have been at once: how many calls a client really had in flight.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -83,6 +88,15 @@ class FakeVendorServer:
             if vendor is not None:
                 return len(self._queues.get(vendor, ()))
             return sum(len(q) for q in self._queues.values())
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _next_reply(self, request: RecordedRequest) -> FakeReply:
         with self._lock:
@@ -156,7 +170,11 @@ def _make_handler(owner: FakeVendorServer) -> type[BaseHTTPRequestHandler]:
             if vendor == "anthropic" and isinstance(body, dict):
                 model = body.get("model")
             request = RecordedRequest(vendor, self.path, {k.lower(): v for k, v in self.headers.items()}, body, model)
-            self._send(owner._next_reply(request))
+            owner._enter()
+            try:
+                self._send(owner._next_reply(request))
+            finally:
+                owner._leave()
 
         def _send(self, reply: FakeReply) -> None:
             if reply.delay_s:
