@@ -8,8 +8,11 @@ backend. It speaks the v1beta API over REST: gRPC cannot be recorded, and the RE
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 import warnings
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
 
 with warnings.catch_warnings():
     # Two FutureWarnings at import, neither actionable once a policy chose this backend: the SDK's end of support
@@ -31,6 +34,7 @@ from cascade.providers import _gemini_wire as gemini
 from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
 
 _ROLES = {"user": "user", "assistant": "model"}
+THREAD_NAME_PREFIX = "cascade-gemini-legacy"
 
 
 class GoogleLegacyProvider(Provider):
@@ -41,13 +45,32 @@ class GoogleLegacyProvider(Provider):
     adapter builds the client `configure` would build (`GenerativeServiceClient`, REST, the SDK's user agent)
     with its own key and endpoint, and sends it the `GenerateContentRequest` that `GenerativeModel` would send:
     same wire request, no global state, no private attributes.
+
+    The SDK has no working async call on REST, so `acomplete` runs the sync call on this adapter's own thread
+    pool (`max_threads`, threads named `cascade-gemini-legacy_N`), not on the event loop's default executor:
+    that one holds min(32, CPUs + 4) threads, which would cap the calls in flight whatever concurrency the caller
+    asked for.
     """
 
     name = "google"
+    # The most legacy calls this adapter runs at once (more wait in the pool's queue, and that wait counts against
+    # the stage's timeout). A call holds its thread for the whole round trip, so this is the adapter's concurrency
+    # ceiling: it should be at least the `concurrency` given to `arun_many` (16 by default; a query makes one vendor
+    # call at a time). Threads start only when calls need them, and idle ones stay until `aclose`; each costs a
+    # stack (8 MB of address space, little of it resident). 128 covers the usual concurrencies with room to spare,
+    # while past that the interpreter lock, not the pool, sets the pace when the vendor is fast (about 1.5 ms of
+    # CPU per call, measured). For slow vendors at high concurrency, raise it on the class before the first async
+    # call, or per adapter: `GoogleLegacyProvider(settings, max_threads=...)` passed in `Cascade(providers=...)`.
+    max_threads: ClassVar[int] = 128
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: ProviderSettings, *, max_threads: int | None = None) -> None:
         super().__init__(settings)
+        if max_threads is not None and max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
+        self._max_threads = max_threads
         self._client: glm.GenerativeServiceClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # two loops in two threads may make the first async call at once
 
     def _get_client(self) -> glm.GenerativeServiceClient:
         if self._client is None:
@@ -63,8 +86,27 @@ class GoogleLegacyProvider(Provider):
             )
         return self._client
 
+    def _get_pool(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = ThreadPoolExecutor(
+                        max_workers=self._max_threads or self.max_threads, thread_name_prefix=THREAD_NAME_PREFIX
+                    )
+        return pool
+
     async def aclose(self) -> None:
-        """Close this provider's connections. The next call reconnects."""
+        """Close this provider's connections and its thread pool. The next call reconnects and starts a new pool.
+
+        Does not wait for calls still running: their threads end when the SDK returns (within the request's
+        timeout). Calls still queued for a thread are cancelled and fail with `VendorConnectionError`.
+        """
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         client, self._client = self._client, None
         if client is not None:
             client.transport.close()  # type: ignore[no-untyped-call]
@@ -88,9 +130,23 @@ class GoogleLegacyProvider(Provider):
         )
 
     async def _asend(self, request: CompletionRequest) -> protos.GenerateContentResponse:
-        # The SDK's async path is broken on REST (it awaits a plain response): run the sync call off the loop.
-        # If the caller gives up first, the thread still ends within the request's timeout.
-        return await asyncio.to_thread(self._send, request)
+        # The SDK's async path is broken on REST (it awaits a plain response): run the sync call on our pool, in a
+        # copy of the caller's context as `asyncio.to_thread` does (structlog's contextvars reach the thread).
+        # Cancelling the awaiting task does not stop a call already running: its thread ends when the SDK returns,
+        # within the request's timeout (the SDK retries nothing: `retry=None`). The pool's threads are joined at
+        # interpreter exit, so exit may wait as long for calls still running.
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._get_pool(), contextvars.copy_context().run, self._send, request)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller was cancelled
+            # `aclose` cancelled the call before a thread took it: nothing was sent, so it may be tried again.
+            raise VendorConnectionError(
+                "google: the adapter was closed before this call was sent", provider=self.name, model=request.model
+            ) from None
 
     def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # Back to the wire JSON (camelCase, enum names, unset fields left out) for the shared reader.
