@@ -220,9 +220,10 @@ def _choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]
         max_output_tokens=classifier.max_output_tokens,
         timeout_s=classifier.timeout_s,
     )
-    completion, record = yield from vendor_call(ctx, "classifier", "classify", classifier.provider, request, retries=0)
-    if completion is None:
+    called = yield from vendor_call(ctx, "classifier", "classify", classifier.provider, request, retries=0)
+    if called is None:
         return policy.stages[0].name, "default (classifier failed)"
+    completion, record = called
     label = parse_label(completion.text)
     if label is None:
         error = AttemptError(type="JudgeError", message=f"unreadable label: {completion.text!r}")
@@ -249,9 +250,10 @@ def _answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Complet
         system=system,
         timeout_s=stage.timeout_s,
     )
-    completion, record = yield from vendor_call(ctx, stage.name, "answer", stage.provider, request, retries=stage.retries)
-    if completion is None:
+    called = yield from vendor_call(ctx, stage.name, "answer", stage.provider, request, retries=stage.retries)
+    if called is None:
         return None
+    completion, record = called
     if not completion.usable:
         try:
             completion.answer_text()  # raises the error that says why there is no answer
@@ -290,9 +292,10 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
         timeout_s=judge.timeout_s,
         top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
     )
-    completion, record = yield from vendor_call(ctx, stage.name, "judge", judge.provider, request, retries=judge.retries)
-    if completion is None:
+    called = yield from vendor_call(ctx, stage.name, "judge", judge.provider, request, retries=judge.retries)
+    if called is None:
         return None
+    completion, record = called
     threshold = stage.threshold
     try:
         if method == "logprobs":
@@ -328,10 +331,11 @@ def _judge(ctx: QueryContext, stage: Stage, answer: str) -> Generator[Step, Outc
 
 def vendor_call(
     ctx: QueryContext, stage: str, role: Role, provider: str, request: CompletionRequest, *, retries: int
-) -> Generator[Step, Outcome, tuple[Completion, dict[str, Any]] | tuple[None, None]]:
+) -> Generator[Step, Outcome, tuple[Completion, dict[str, Any]] | None]:
     """Make a call, retrying retryable errors within the call's timeout and the query's deadline.
 
-    Failed tries are recorded in `ctx.attempts` here. A completion comes back with the fields of its `Attempt`,
+    Failed tries are recorded in `ctx.attempts` here; None when no try succeeded. A completion comes back with
+    the fields of its `Attempt`,
     which the caller records once it has read the reply (the judge adds its verdict): one pydantic model per
     call instead of one plus a copy.
     """
@@ -377,7 +381,7 @@ def vendor_call(
         if ctx.clock() + delay >= call_deadline:
             break  # waiting would eat the whole deadline: move on instead
         yield Sleep(delay)
-    return None, None
+    return None
 
 
 def _with_timeout(request: CompletionRequest, timeout_s: float) -> CompletionRequest:

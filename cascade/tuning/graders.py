@@ -209,10 +209,11 @@ def llm_grade_flow(
         temperature=grader.temperature,
         timeout_s=grader.timeout_s,
     )
-    completion, record = yield from vendor_call(ctx, stage, "judge", grader.provider, request, retries=grader.retries)
-    if completion is None:
+    called = yield from vendor_call(ctx, stage, "judge", grader.provider, request, retries=grader.retries)
+    if called is None:
         error = ctx.attempts[-1].error if ctx.attempts else None
         return LLMGrade(None, 0.0, f"grader call failed: {error.message if error else 'no reply'}")
+    completion, record = called
     cost = record["cost_usd"]
     try:
         verdict = parse_json_verdict(completion.text)
