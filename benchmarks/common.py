@@ -113,8 +113,11 @@ def quiet_logs(events: str = "off", cache: bool = False) -> None:
         )
 
 
-def policy_dict(vendor: str, base_url: str | None = IN_PROCESS_URL) -> dict[str, Any]:
-    """The benchmark cascade for one adapter, with the routing rules of policies/default.yaml (none match)."""
+def policy_dict(vendor: str, base_url: str | None = IN_PROCESS_URL, async_http: str = "httpx") -> dict[str, Any]:
+    """The benchmark cascade for one adapter, with the routing rules of policies/default.yaml (none match).
+
+    `async_http`: the policy's provider setting of that name ("httpx", the default, or "aiohttp").
+    """
     provider = PROVIDER[vendor]
     family = provider
     models = STAGES[family]
@@ -138,6 +141,8 @@ def policy_dict(vendor: str, base_url: str | None = IN_PROCESS_URL) -> dict[str,
         config["base_url"] = base_url + ("/v1" if provider == "openai" else "")
     if vendor in BACKEND:
         config["backend"] = BACKEND[vendor]
+    if async_http != "httpx":
+        config["async_http"] = async_http
     return {
         "name": f"bench-{vendor}",
         "version": "1",
@@ -165,10 +170,10 @@ def policy_dict(vendor: str, base_url: str | None = IN_PROCESS_URL) -> dict[str,
     }
 
 
-def policy_for(vendor: str, base_url: str | None = IN_PROCESS_URL) -> Any:
+def policy_for(vendor: str, base_url: str | None = IN_PROCESS_URL, async_http: str = "httpx") -> Any:
     from cascade.policy import Policy
 
-    return Policy.from_dict(policy_dict(vendor, base_url), source=f"bench-{vendor}")
+    return Policy.from_dict(policy_dict(vendor, base_url, async_http), source=f"bench-{vendor}")
 
 
 # -- replies ---------------------------------------------------------------------------------------------
@@ -280,39 +285,58 @@ def sync_client(vendor: str, replies: Replies | None, base_url: str = IN_PROCESS
     return legacy_client(replies, base_url)
 
 
-def async_client(vendor: str, replies: Replies | None, base_url: str = IN_PROCESS_URL) -> Any:
-    """The vendor's async SDK client (call inside the event loop that will use it)."""
+def async_client(
+    vendor: str, replies: Replies | None, base_url: str = IN_PROCESS_URL, async_http: str = "httpx"
+) -> Any:
+    """The vendor's async SDK client (call inside the event loop that will use it).
+
+    `async_http="aiohttp"`: the SDK's own aiohttp backend, as the adapter builds it for that policy setting
+    (over real HTTP only: the in-process transports are httpx2's).
+    """
     provider = PROVIDER[vendor]
+    if async_http == "aiohttp" and replies is not None:
+        raise ValueError("aiohttp clients speak real HTTP: pass replies=None and a server's base_url")
     if provider == "openai":
         import httpx2
         import openai
 
-        http = httpx2.AsyncClient(transport=httpx_transport(replies)) if replies else None
+        if async_http == "aiohttp":
+            http = openai.DefaultAioHttpClient()
+        else:
+            http = httpx2.AsyncClient(transport=httpx_transport(replies)) if replies else None
         return openai.AsyncOpenAI(api_key=KEY, base_url=base_url + "/v1", max_retries=0, http_client=http)
     if provider == "anthropic":
         import anthropic
         import httpx2
 
-        http = httpx2.AsyncClient(transport=httpx_transport(replies)) if replies else None
+        if async_http == "aiohttp":
+            http = anthropic.DefaultAioHttpClient()
+        else:
+            http = httpx2.AsyncClient(transport=httpx_transport(replies)) if replies else None
         return anthropic.AsyncAnthropic(api_key=KEY, base_url=base_url, max_retries=0, http_client=http)
     if vendor == "google":
-        return genai_client(replies, base_url).aio
+        return genai_client(replies, base_url, async_http).aio
     raise ValueError("the legacy Gemini SDK has no working async REST call")
 
 
-def genai_client(replies: Replies | None, base_url: str = IN_PROCESS_URL) -> Any:
+def genai_client(replies: Replies | None, base_url: str = IN_PROCESS_URL, async_http: str = "httpx") -> Any:
     import google.genai as genai
     import httpx2
     from google.genai import types
 
+    more: dict[str, Any] = {}
     if replies is not None:
         transport = httpx_transport(replies)
         client_args = {"transport": transport}
         async_args = {"transport": transport}
+    elif async_http == "aiohttp":
+        # No transport: the SDK picks aiohttp. One attempt, as the adapter sets it (no hidden connection retry).
+        client_args, async_args = {}, {}
+        more["retry_options"] = types.HttpRetryOptions(attempts=1)
     else:
         client_args, async_args = {}, {"transport": httpx2.AsyncHTTPTransport()}
     options = types.HttpOptions(
-        base_url=base_url, api_version="v1", client_args=client_args, async_client_args=async_args
+        base_url=base_url, api_version="v1", client_args=client_args, async_client_args=async_args, **more
     )
     return genai.Client(api_key=KEY, vertexai=False, http_options=options)
 
@@ -351,11 +375,16 @@ class Bench:
     policy: Any = field(repr=False, default=None)
 
 
-def bench_router(vendor: str, replies: Replies | None, base_url: str = IN_PROCESS_URL) -> Bench:
-    """A `Cascade` on the benchmark policy whose adapter uses the in-process transport (sync side installed)."""
+def bench_router(
+    vendor: str, replies: Replies | None, base_url: str = IN_PROCESS_URL, async_http: str = "httpx"
+) -> Bench:
+    """A `Cascade` on the benchmark policy whose adapter uses the in-process transport (sync side installed).
+
+    `async_http`: the policy's provider setting; "aiohttp" needs real HTTP (`replies=None`, a server's URL).
+    """
     from cascade.engine import Cascade
 
-    policy = policy_for(vendor, base_url)
+    policy = policy_for(vendor, base_url, async_http)
     router = Cascade(policy, api_keys={PROVIDER[vendor]: KEY})
     # The router's own lookup builds the adapter (lazily: no client yet); we hand it clients over our transport.
     provider = router._provider(policy, PROVIDER[vendor])

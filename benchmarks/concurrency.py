@@ -1,6 +1,7 @@
 """Concurrency: 1,000 queries at concurrency 100 through `arun_many` against a server adding 50 ms to every call.
 
     python benchmarks/concurrency.py [--quick] [--vendors openai,anthropic,google,google-legacy] [--queries N]
+                                     [--async-http httpx,aiohttp]
 
 Each query makes five calls (answer, judge, answer, judge, answer), so the ideal wall time is
 queries / concurrency x 5 x 50 ms = 2.5 s for 1,000 queries; the target is 1.2x that. The server
@@ -9,6 +10,10 @@ queries / concurrency x 5 x 50 ms = 2.5 s for 1,000 queries; the target is 1.2x 
 vendor's async SDK at the same concurrency show how much of the time is the SDK's own. The legacy Gemini SDK has
 no working async call on REST: the adapter runs its sync call in the event loop's default thread pool, which holds
 min(32, CPUs + 4) threads unless the application sets a larger one; it is measured both ways.
+
+`--async-http` lists the HTTP libraries to measure under the async clients, each for the cascade (the policy's
+`async_http` provider setting) and for the SDK alone (its own aiohttp client, or its default httpx2 one). The
+default measures both here; `run.py` measures httpx only.
 """
 
 from __future__ import annotations
@@ -79,11 +84,17 @@ def _queries(n: int, offset: int = 0) -> list[str]:
     return [f"{common.QUERY} (query {offset + i})" for i in range(n)]
 
 
-def run_cascade(vendor: str, url: str, queries: int, concurrency: int, threads: int | None = None) -> Concurrency:
+def _label(what: str, async_http: str) -> str:
+    return what if async_http == "httpx" else f"{what}, {async_http}"
+
+
+def run_cascade(
+    vendor: str, url: str, queries: int, concurrency: int, threads: int | None = None, async_http: str = "httpx"
+) -> Concurrency:
     async def main() -> Concurrency:
         if threads is not None:
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads))
-        bench = common.bench_router(vendor, None, base_url=url)
+        bench = common.bench_router(vendor, None, base_url=url, async_http=async_http)
         router = bench.router
         try:
             await router.arun_many(_queries(concurrency, 10**6), concurrency=concurrency)  # warm the pools
@@ -95,17 +106,17 @@ def run_cascade(vendor: str, url: str, queries: int, concurrency: int, threads: 
         calls = sum(len(r.attempts) for r in results)
         if calls != queries * common.CALLS_PER_QUERY or any(r.stage != "flagship" for r in results):
             raise SystemExit(f"{vendor}: unexpected routes ({calls} calls for {queries} queries)")
-        label = "cascade" if threads is None else f"cascade, {threads}-thread pool"
+        label = _label("cascade", async_http) if threads is None else f"cascade, {threads}-thread pool"
         return Concurrency(vendor, label, queries, concurrency, wall, calls, cpu)
 
     return asyncio.run(main())
 
 
-def run_direct(vendor: str, url: str, queries: int, concurrency: int) -> Concurrency:
+def run_direct(vendor: str, url: str, queries: int, concurrency: int, async_http: str = "httpx") -> Concurrency:
     """The same calls made with the vendor's async SDK directly, at the same concurrency."""
 
     async def main() -> Concurrency:
-        client = common.async_client(vendor, None, base_url=url)
+        client = common.async_client(vendor, None, base_url=url, async_http=async_http)
         run = common.async_direct_calls(vendor, client)
         semaphore = asyncio.Semaphore(concurrency)
 
@@ -121,12 +132,18 @@ def run_direct(vendor: str, url: str, queries: int, concurrency: int) -> Concurr
         if close is not None:
             await close()
         calls = queries * common.CALLS_PER_QUERY
-        return Concurrency(vendor, "direct SDK", queries, concurrency, wall, calls, cpu)
+        return Concurrency(vendor, _label("direct SDK", async_http), queries, concurrency, wall, calls, cpu)
 
     return asyncio.run(main())
 
 
-def measure(vendors: list[str], quick: bool, queries: int | None = None, concurrency: int = 100) -> list[Concurrency]:
+def measure(
+    vendors: list[str],
+    quick: bool,
+    queries: int | None = None,
+    concurrency: int = 100,
+    async_http: tuple[str, ...] = ("httpx",),
+) -> list[Concurrency]:
     n = queries or (300 if quick else 1000)
     results = []
     with Server() as server:
@@ -136,8 +153,9 @@ def measure(vendors: list[str], quick: bool, queries: int | None = None, concurr
                 results.append(run_cascade(vendor, server.url, min(n, 200), concurrency))
                 results.append(run_cascade(vendor, server.url, n, concurrency, threads=concurrency))
             else:
-                results.append(run_cascade(vendor, server.url, n, concurrency))
-                results.append(run_direct(vendor, server.url, n, concurrency))
+                for library in async_http:
+                    results.append(run_cascade(vendor, server.url, n, concurrency, async_http=library))
+                    results.append(run_direct(vendor, server.url, n, concurrency, async_http=library))
     return results
 
 
@@ -147,9 +165,11 @@ def main() -> None:
     parser.add_argument("--vendors", default=",".join(common.VENDORS))
     parser.add_argument("--queries", type=int)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--async-http", default="httpx,aiohttp", help="HTTP libraries under the async clients")
     args = parser.parse_args()
     common.quiet_logs()
-    results = measure(args.vendors.split(","), args.quick, args.queries, args.concurrency)
+    libraries = tuple(args.async_http.split(","))
+    results = measure(args.vendors.split(","), args.quick, args.queries, args.concurrency, libraries)
     print(
         f"{'adapter':<14} {'what':<28} {'queries':>7} {'wall s':>7} {'ideal s':>7} {'ratio':>6} {'CPU s':>6} "
         f"{'CPU us/call':>11}"
