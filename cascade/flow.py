@@ -99,11 +99,11 @@ class QueryContext:
         # Worked out once per query: the budget check prices every stage with them.
         self.input_tokens = estimate_input_tokens(self.messages, self.system)
         self.input_tokens_optimistic = estimate_input_tokens(self.messages, self.system, pessimistic=False)
-        self._log = log.bind(query_id=self.query_id, policy=self.policy.name, policy_version=self.policy.version)
-        # structlog's filtering loggers (`make_filtering_bound_logger`, its default) say whether they would drop an
-        # INFO event: then none is built (eight per query, a tenth of the engine's own time).
-        is_enabled_for = getattr(self._log, "is_enabled_for", None)
-        self.events = is_enabled_for is None or bool(is_enabled_for(logging.INFO))
+        # When structlog would drop INFO events, none is built (eight per query, a tenth of the engine's own time),
+        # and the query's logger is not even bound.
+        self.events = _info_events_enabled()
+        if self.events:
+            self._log = log.bind(query_id=self.query_id, policy=self.policy.name, policy_version=self.policy.version)
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -113,6 +113,24 @@ class QueryContext:
         arguments are built when the event would be dropped."""
         if self.events:
             self._log.info(name, **fields)
+
+
+# wrapper class -> whether it logs INFO, for structlog's own filtering classes only: each is made for one fixed
+# level (`make_filtering_bound_logger`), so the answer never changes. Other wrapper classes (structlog's stdlib
+# BoundLogger follows the `logging` level, which can change at any time) are asked on every query.
+_INFO_ENABLED: dict[type, bool] = {}
+
+
+def _info_events_enabled() -> bool:
+    wrapper = structlog.get_config()["wrapper_class"]
+    known = _INFO_ENABLED.get(wrapper)
+    if known is not None:
+        return known
+    is_enabled_for = getattr(log.bind(), "is_enabled_for", None)
+    enabled = is_enabled_for is None or bool(is_enabled_for(logging.INFO))
+    if wrapper.__module__ == "structlog._native" and wrapper.__name__.startswith("BoundLoggerFilteringAt"):
+        _INFO_ENABLED[wrapper] = enabled
+    return enabled
 
 
 def cascade_flow(ctx: QueryContext) -> Flow:

@@ -33,6 +33,9 @@ class LoopClients(Generic[S, A]):
         self._lock = threading.Lock()
 
     def sync(self) -> S:
+        client = self._sync  # built already: no lock (every call comes here)
+        if client is not None:
+            return client
         with self._lock:
             if self._sync is None:
                 self._sync = self._make_sync()
@@ -40,6 +43,9 @@ class LoopClients(Generic[S, A]):
 
     def async_(self) -> A:
         loop = asyncio.get_running_loop()
+        client = self._async.get(loop)  # this loop's client, built already: no lock, no clean-up pass
+        if client is not None:
+            return client
         with self._lock:
             for closed in [other for other in self._async if other.is_closed()]:
                 del self._async[closed]  # nothing left to close them with

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
+
+import structlog
+import structlog.testing
 
 from cascade import load_policy
 from cascade.errors import RateLimitedError, ServerError
@@ -64,3 +68,44 @@ def test_retry_after_is_used_and_timeouts_shrink_with_the_deadline() -> None:
         assert stop.value.stage == "mini" and [a.retry for a in stop.value.attempts] == [0, 1, 0]
     else:
         raise AssertionError("the flow should have finished")
+
+
+def _answered_query() -> None:
+    """One query through the flow, accepted at the first stage (route, answer, judge, done events)."""
+    ctx = QueryContext(policy=POLICY, prices=POLICY.price_table(), messages=(Message("user", "q"),), system=None,
+                       query_id="t", clock=Clock())
+    flow = cascade_flow(ctx)
+    next(flow)
+    flow.send(completion("Positive.", model="gpt-4o-mini"))
+    try:
+        flow.send(completion(judge_json(9), model="gpt-4o-mini"))
+    except StopIteration:
+        return
+    raise AssertionError("the flow should have finished")
+
+
+def test_events_follow_the_structlog_level_as_it_changes() -> None:
+    capture = structlog.testing.LogCapture()
+    saved = structlog.get_config()
+    try:
+        # structlog's filtering wrapper classes: one class per level, the answer cached per class.
+        for level, expected in ((logging.WARNING, []), (logging.INFO, ["cascade.answer", "cascade.judge"])):
+            structlog.configure(processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(level))
+            capture.entries.clear()
+            _answered_query()
+            assert [e["event"] for e in capture.entries if e["event"] != "cascade.done"] == expected
+        # The stdlib wrapper follows the `logging` level, which may change between two queries.
+        stdlib_logger = logging.getLogger("cascade")
+        structlog.configure(
+            processors=[structlog.stdlib.filter_by_level, capture],
+            wrapper_class=structlog.stdlib.BoundLogger,
+            logger_factory=structlog.stdlib.LoggerFactory(),
+        )
+        for level, expect_events in ((logging.WARNING, False), (logging.INFO, True), (logging.WARNING, False)):
+            stdlib_logger.setLevel(level)
+            capture.entries.clear()
+            _answered_query()
+            assert bool(capture.entries) is expect_events
+    finally:
+        logging.getLogger("cascade").setLevel(logging.NOTSET)
+        structlog.configure(**saved)
