@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,17 +86,12 @@ def _fail_on_cassette_miss(monkeypatch: pytest.MonkeyPatch) -> None:
 
     original = Provider._translated
 
-    @contextmanager
-    def translated(self: Provider, request: Any) -> Iterator[None]:
-        try:
-            with original(self, request):
-                yield
-        except Exception as exc:
-            cause: BaseException | None = exc
-            while cause is not None:
-                if isinstance(cause, CannotOverwriteExistingCassetteException):
-                    pytest.fail(f"cassette miss: {cause}", pytrace=False)
-                cause = cause.__cause__ or cause.__context__
-            raise
+    def translated(self: Provider, exc: Exception, request: Any) -> Any:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, CannotOverwriteExistingCassetteException):
+                pytest.fail(f"cassette miss: {cause}", pytrace=False)
+            cause = cause.__cause__ or cause.__context__
+        return original(self, exc, request)
 
     monkeypatch.setattr(Provider, "_translated", translated)

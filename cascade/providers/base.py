@@ -16,7 +16,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from cascade.errors import (
@@ -186,47 +185,42 @@ class Provider(ABC):
     def complete(self, request: CompletionRequest) -> Completion:
         """Send one request and return the normalized completion (blocked or truncated included)."""
         start = time.perf_counter()
-        with self._translated(request):
+        try:
             response = self._send(request)
             return self._parse(response, request, time.perf_counter() - start)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            translated = self._translated(exc, request)
+            if translated is None:
+                raise
+            raise translated from exc
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         """The async twin of `complete`: same parameters, parsing and errors."""
         start = time.perf_counter()
-        with self._translated(request):
+        try:
             response = await self._asend(request)
             return self._parse(response, request, time.perf_counter() - start)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            translated = self._translated(exc, request)
+            if translated is None:
+                raise
+            raise translated from exc
 
-    def _translated(self, request: CompletionRequest) -> _Translated:
-        """A context manager that turns the SDK's exceptions into cascade's (`_translate`)."""
-        return _Translated(self, request)
+    def _translated(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+        """cascade's error for an SDK exception (`_translate`), or None to let it through unchanged.
 
-
-class _Translated:
-    """What `Provider._translated` returns: a class rather than a @contextmanager generator, which cost 7,000
-    more machine instructions on every vendor call."""
-
-    __slots__ = ("_provider", "_request")
-
-    def __init__(self, provider: Provider, request: CompletionRequest) -> None:
-        self._provider = provider
-        self._request = request
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is None or isinstance(exc, ProviderError) or not isinstance(exc, Exception):
-            return
-        translated = self._provider._translate(exc, self._request)
-        if translated is None:
-            return
-        # The SDK's exception stays chained (for debugging, and so tests can spot a cassette miss), but a
-        # vendor or gateway may echo the key in its message: mask it before a traceback prints it.
-        exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
-        raise translated from exc
+        A plain try/except in `complete` rather than a context manager: it runs on every vendor call.
+        """
+        translated = self._translate(exc, request)
+        if translated is not None:
+            # The SDK's exception stays chained (for debugging, and so tests can spot a cassette miss), but a
+            # vendor or gateway may echo the key in its message: mask it before a traceback prints it.
+            exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+        return translated
 
 
 def error_for_status(
