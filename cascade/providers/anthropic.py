@@ -94,45 +94,51 @@ class AnthropicProvider(Provider):
 
     def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a body that is not
-        # JSON-typed comes back as a plain string. So every field used here is checked.
-        def malformed(problem: str) -> MalformedResponseError:
-            return MalformedResponseError(
-                f"anthropic: Messages reply {problem}", provider=self.name, model=request.model
-            )
-
+        # JSON-typed comes back as a plain string. So every field used here is checked (with plain loops and
+        # tests: this runs on every call).
         if not isinstance(response, Message):
-            raise malformed(f"is not a message object but {type(response).__name__}: {str(response)[:120]!r}")
+            raise self._malformed(
+                request, f"is not a message object but {type(response).__name__}: {str(response)[:120]!r}"
+            )
         usage = response.usage
-        counts = {
-            key: getattr(usage, key, None)
-            for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-        }
-        if usage is None or counts["input_tokens"] is None or counts["output_tokens"] is None:
-            raise malformed("has no usage")
-        if not all(n is None or (type(n) is int and n >= 0) for n in counts.values()):
-            raise malformed(f"has unusable token counts: {counts!r}")
+        input_count = getattr(usage, "input_tokens", None)
+        output_count = getattr(usage, "output_tokens", None)
+        cache_read_count = getattr(usage, "cache_read_input_tokens", None)
+        cache_write_count = getattr(usage, "cache_creation_input_tokens", None)
+        if usage is None or input_count is None or output_count is None:
+            raise self._malformed(request, "has no usage")
+        for n in (input_count, output_count, cache_read_count, cache_write_count):
+            if n is not None and (type(n) is not int or n < 0):
+                counts = (input_count, output_count, cache_read_count, cache_write_count)
+                raise self._malformed(
+                    request, f"has unusable token counts (input, output, cache read, cache write): {counts!r}"
+                )
         content = response.content
         if not isinstance(content, list):
-            raise malformed("has no content")
-        texts = [getattr(block, "text", None) for block in content if getattr(block, "type", None) == "text"]
-        if not all(isinstance(t, str) for t in texts):
-            raise malformed("has a text block without text")
+            raise self._malformed(request, "has no content")
+        texts: list[str] = []
+        for block in content:
+            if getattr(block, "type", None) == "text":
+                block_text = getattr(block, "text", None)
+                if not isinstance(block_text, str):
+                    raise self._malformed(request, "has a text block without text")
+                texts.append(block_text)
         stop_reason = response.stop_reason
         if not isinstance(stop_reason, str):
-            raise malformed("has no stop_reason")
+            raise self._malformed(request, "has no stop_reason")
         finish = _FINISH_REASONS.get(stop_reason, "other")
         if finish == "stop" and not texts:
             # A finished answer must have text; a refusal or a stop at max_tokens (spent on thinking) may not.
-            raise malformed(f"has no text content (stop_reason {stop_reason!r})")
+            raise self._malformed(request, f"has no text content (stop_reason {stop_reason!r})")
 
         # Anthropic reports cache reads and cache writes apart from `input_tokens`; the prompt is all three.
         # input_tokens = uncached + cache reads + cache writes, and cached_input_tokens = cache reads, so that
         # cached tokens are part of the input as with OpenAI and prices.py bills the reads at the cached rate.
         # Cache writes (billed at 1.25x by Anthropic) are counted as plain input.
-        cache_read = counts["cache_read_input_tokens"] or 0
-        input_tokens = counts["input_tokens"] + cache_read + (counts["cache_creation_input_tokens"] or 0)
+        cache_read = cache_read_count or 0
+        input_tokens = input_count + cache_read + (cache_write_count or 0)
 
-        text: str | None = "".join(t for t in texts if isinstance(t, str)) if texts else None
+        text: str | None = "".join(texts) if texts else None
         refusal = None
         if finish == "refusal":
             # A refusal can cut in after some text was streamed out: none of it is an answer.
@@ -147,7 +153,7 @@ class AnthropicProvider(Provider):
         return Completion(
             text=text,
             input_tokens=input_tokens,
-            output_tokens=counts["output_tokens"],
+            output_tokens=output_count,
             model=model,
             finish_reason=finish,
             latency_s=latency_s,
@@ -156,6 +162,9 @@ class AnthropicProvider(Provider):
             cached_input_tokens=cache_read,
             refusal=refusal,
         )
+
+    def _malformed(self, request: CompletionRequest, problem: str) -> MalformedResponseError:
+        return MalformedResponseError(f"anthropic: Messages reply {problem}", provider=self.name, model=request.model)
 
     def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
