@@ -31,6 +31,7 @@ with warnings.catch_warnings():
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
 from cascade.providers import _gemini_wire as gemini
+from cascade.providers._proto_json import message_to_dict
 from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
 
 _ROLES = {"user": "user", "assistant": "model"}
@@ -150,7 +151,7 @@ class GoogleLegacyProvider(Provider):
 
     def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # Back to the wire JSON (camelCase, enum names, unset fields left out) for the shared reader.
-        body = json_format.MessageToDict(protos.GenerateContentResponse.pb(response))
+        body = message_to_dict(protos.GenerateContentResponse.pb(response))
         return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
 
     def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
