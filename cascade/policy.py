@@ -58,8 +58,11 @@ class Stage(_Strict):
     )
     max_output_tokens: int = Field(1024, ge=1, le=200_000)
     temperature: float | None = Field(
-        None, ge=0, le=2, description="Sampling temperature; leave out for the model's default (reasoning models "
-        "accept no other). Not sent to Anthropic, whose current API version rejects it."
+        None,
+        ge=0,
+        le=2,
+        description="Sampling temperature; leave out for the model's default (reasoning models "
+        "accept no other). Not sent to Anthropic, whose current API version rejects it.",
     )
     system_prompt: str | None = None
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Per call, including retries.")

@@ -35,8 +35,10 @@ def test_help_lists_every_command() -> None:
 
 
 def test_help_imports_no_engine_or_sdk() -> None:
-    code = "import sys; from cascade.cli import app; print(sorted(m for m in sys.modules if m in " \
-           "('cascade.engine', 'pydantic', 'openai', 'anthropic', 'google.genai', 'rich.table')))"
+    code = (
+        "import sys; from cascade.cli import app; print(sorted(m for m in sys.modules if m in "
+        "('cascade.engine', 'pydantic', 'openai', 'anthropic', 'google.genai', 'rich.table')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -75,8 +77,11 @@ def test_policy_schema_is_the_committed_schema() -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
-                         verdict(10, "Canberra is the capital."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
+    verdict(10, "Canberra is the capital."),
+)
 def test_ask_prints_the_answer_and_the_attempts() -> None:
     result = invoke("ask", "What is the capital of Australia?", "--policy", DEFAULT)
     assert result.exit_code == 0, result.output
@@ -85,8 +90,11 @@ def test_ask_prints_the_answer_and_the_attempts() -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
-                         verdict(10, "Canberra is the capital."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
+    verdict(10, "Canberra is the capital."),
+)
 def test_ask_json_from_stdin() -> None:
     result = invoke("ask", "-", "--policy", DEFAULT, "--json", input="What is the capital of Australia?")
     assert result.exit_code == 0, result.output
@@ -170,7 +178,7 @@ def test_an_interrupted_run_resumes_without_repeating_or_losing_rows(tmp_path: P
     assert result.exit_code == 0, result.output
     assert "resuming: 1 of 3" in result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows][0] == "a" and sorted(r["id"] for r in rows) == ["a", "b", "c"]
+    assert next(r["id"] for r in rows) == "a" and sorted(r["id"] for r in rows) == ["a", "b", "c"]
 
 
 def test_run_rejects_a_bad_input_line(tmp_path: Path) -> None:
@@ -181,8 +189,11 @@ def test_run_rejects_a_bad_input_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
-                         verdict(10, "Canberra is the capital."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
+    verdict(10, "Canberra is the capital."),
+)
 def test_verbose_shows_structlog_events() -> None:
     result = invoke("ask", "What is the capital of Australia?", "--policy", DEFAULT, "--verbose")
     assert result.exit_code == 0

@@ -27,8 +27,9 @@ def usd(price: tuple[float, float], tokens_in: int, tokens_out: int) -> float:
 
 
 def verdict(score: int, reason: str, prompt_tokens: int = 310) -> wire.FakeReply:
-    return wire.openai_chat(json.dumps({"score": score, "reason": reason}), prompt_tokens=prompt_tokens,
-                            completion_tokens=18)
+    return wire.openai_chat(
+        json.dumps({"score": score, "reason": reason}), prompt_tokens=prompt_tokens, completion_tokens=18
+    )
 
 
 def router() -> Cascade:
@@ -36,8 +37,11 @@ def router() -> Cascade:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Positive.", prompt_tokens=24, completion_tokens=3),
-                         verdict(9, "The review is clearly positive."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Positive.", prompt_tokens=24, completion_tokens=3),
+    verdict(9, "The review is clearly positive."),
+)
 def test_accepted_at_the_first_stage() -> None:
     result = router().run(REVIEW)
     assert (result.answer, result.stage, result.model, result.confidence) == ("Positive.", "mini", "gpt-4o-mini", 0.9)
@@ -48,33 +52,48 @@ def test_accepted_at_the_first_stage() -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Probably positive?", prompt_tokens=24, completion_tokens=5),
-                         verdict(5, "Hedged."), verdict(8, "Correct and direct."))
-@pytest.mark.fake_vendor("google", wire.gemini_content("Positive: the reviewer praises the battery.",
-                                                       prompt_tokens=22, output_tokens=11))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Probably positive?", prompt_tokens=24, completion_tokens=5),
+    verdict(5, "Hedged."),
+    verdict(8, "Correct and direct."),
+)
+@pytest.mark.fake_vendor(
+    "google", wire.gemini_content("Positive: the reviewer praises the battery.", prompt_tokens=22, output_tokens=11)
+)
 def test_escalated_to_the_second_stage() -> None:
     result = router().run(REVIEW)
-    assert (result.stage, result.model, result.confidence, result.escalations) == (
-        "flash", "gemini-1.5-flash", 0.8, 1)
+    assert (result.stage, result.model, result.confidence, result.escalations) == ("flash", "gemini-1.5-flash", 0.8, 1)
     assert result.cost_usd == pytest.approx(
-        usd(MINI, 24, 5) + usd(MINI, 310, 18) + usd(FLASH, 22, 11) + usd(MINI, 310, 18))
+        usd(MINI, 24, 5) + usd(MINI, 310, 18) + usd(FLASH, 22, 11) + usd(MINI, 310, 18)
+    )
     assert result.flagship_cost_usd == pytest.approx(usd(SONNET, 22, 11))
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Maybe.", prompt_tokens=24, completion_tokens=2),
-                         verdict(3, "Not an answer."), verdict(6, "Partly right."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Maybe.", prompt_tokens=24, completion_tokens=2),
+    verdict(3, "Not an answer."),
+    verdict(6, "Partly right."),
+)
 @pytest.mark.fake_vendor("google", wire.gemini_content("It seems positive.", prompt_tokens=22, output_tokens=5))
-@pytest.mark.fake_vendor("anthropic", wire.anthropic_message("Positive: long battery life is praised.",
-                                                             input_tokens=27, output_tokens=10))
+@pytest.mark.fake_vendor(
+    "anthropic", wire.anthropic_message("Positive: long battery life is praised.", input_tokens=27, output_tokens=10)
+)
 async def test_escalated_to_the_third_stage_async() -> None:
     async with router() as cascade:
         result = await cascade.arun(REVIEW)
     assert (result.stage, result.model, result.confidence, result.escalations) == (
-        "sonnet", "claude-3-5-sonnet-20241022", None, 2)
+        "sonnet",
+        "claude-3-5-sonnet-20241022",
+        None,
+        2,
+    )
     assert result.stages_tried() == ["mini", "flash", "sonnet"]
     assert result.cost_usd == pytest.approx(
-        usd(MINI, 24, 2) + usd(MINI, 310, 18) + usd(FLASH, 22, 5) + usd(MINI, 310, 18) + usd(SONNET, 27, 10))
+        usd(MINI, 24, 2) + usd(MINI, 310, 18) + usd(FLASH, 22, 5) + usd(MINI, 310, 18) + usd(SONNET, 27, 10)
+    )
     assert result.flagship_cost_usd == pytest.approx(usd(SONNET, 27, 10))
 
 
@@ -82,8 +101,9 @@ _GEMINI_503 = wire.gemini_error(503, "UNAVAILABLE", "The model is overloaded. Pl
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Maybe.", prompt_tokens=24, completion_tokens=2),
-                         verdict(4, "Vague."))
+@pytest.mark.fake_vendor(
+    "openai", wire.openai_chat("Maybe.", prompt_tokens=24, completion_tokens=2), verdict(4, "Vague.")
+)
 @pytest.mark.fake_vendor("google", _GEMINI_503, _GEMINI_503, _GEMINI_503)
 @pytest.mark.fake_vendor("anthropic", wire.anthropic_message("Positive.", input_tokens=27, output_tokens=3))
 def test_vendor_error_is_retried_recorded_and_escalates() -> None:
@@ -91,16 +111,20 @@ def test_vendor_error_is_retried_recorded_and_escalates() -> None:
     assert result.stage == "sonnet"
     failed = [a for a in result.attempts if a.error]
     assert [(a.stage, a.retry, a.error.type, a.error.status_code) for a in failed] == [
-        ("flash", 0, "OverloadedError", 503), ("flash", 1, "OverloadedError", 503),
-        ("flash", 2, "OverloadedError", 503)]
+        ("flash", 0, "OverloadedError", 503),
+        ("flash", 1, "OverloadedError", 503),
+        ("flash", 2, "OverloadedError", 503),
+    ]
     assert result.cost_usd == pytest.approx(usd(MINI, 24, 2) + usd(MINI, 310, 18) + usd(SONNET, 27, 3))
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Positive.", prompt_tokens=24, completion_tokens=3),
-                         wire.openai_chat("Looks right to me, I'd say 9 out of 10.", prompt_tokens=310,
-                                          completion_tokens=12),
-                         verdict(9, "Correct."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Positive.", prompt_tokens=24, completion_tokens=3),
+    wire.openai_chat("Looks right to me, I'd say 9 out of 10.", prompt_tokens=310, completion_tokens=12),
+    verdict(9, "Correct."),
+)
 @pytest.mark.fake_vendor("google", wire.gemini_content("Positive.", prompt_tokens=22, output_tokens=3))
 def test_unparseable_judge_reply_escalates() -> None:
     result = router().run(REVIEW)
@@ -108,13 +132,17 @@ def test_unparseable_judge_reply_escalates() -> None:
     assert (judge.role, judge.confidence, judge.error.type) == ("judge", 0.0, "JudgeError")
     assert result.stage == "flash"
     assert result.cost_usd == pytest.approx(
-        usd(MINI, 24, 3) + usd(MINI, 310, 12) + usd(FLASH, 22, 3) + usd(MINI, 310, 18))
+        usd(MINI, 24, 3) + usd(MINI, 310, 12) + usd(FLASH, 22, 3) + usd(MINI, 310, 18)
+    )
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("anthropic", wire.anthropic_message(
-    "Move the shared models into app/models and import them from both modules.", input_tokens=48,
-    output_tokens=17))
+@pytest.mark.fake_vendor(
+    "anthropic",
+    wire.anthropic_message(
+        "Move the shared models into app/models and import them from both modules.", input_tokens=48, output_tokens=17
+    ),
+)
 def test_routing_rule_sends_multi_file_coding_to_the_last_stage() -> None:
     result = router().run("Refactor the billing module so it stops importing the users module across files.")
     assert (result.route, result.entry_stage, result.stage) == ("rule:multi-file-coding", "sonnet", "sonnet")
@@ -123,8 +151,12 @@ def test_routing_rule_sends_multi_file_coding_to_the_last_stage() -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Maybe.", prompt_tokens=24, completion_tokens=2),
-                         verdict(4, "Vague."), verdict(6, "Better but unsure."))
+@pytest.mark.fake_vendor(
+    "openai",
+    wire.openai_chat("Maybe.", prompt_tokens=24, completion_tokens=2),
+    verdict(4, "Vague."),
+    verdict(6, "Better but unsure."),
+)
 @pytest.mark.fake_vendor("google", wire.gemini_content("Seems positive.", prompt_tokens=22, output_tokens=4))
 def test_budget_stops_the_cascade_before_the_flagship() -> None:
     result = router().run(REVIEW, max_cost_usd=0.01)  # sonnet's worst case is 4,096 output tokens: $0.06
@@ -139,8 +171,9 @@ def test_a_budget_too_small_for_any_call_makes_no_call() -> None:
     assert info.value.result.attempts == []
 
 
-_OPENAI_500 = wire.openai_error(500, "The server had an error while processing your request.",
-                                type_="server_error", code=None)
+_OPENAI_500 = wire.openai_error(
+    500, "The server had an error while processing your request.", type_="server_error", code=None
+)
 _GEMINI_500 = wire.gemini_error(500, "INTERNAL", "An internal error has occurred.")
 _ANTHROPIC_529 = wire.anthropic_error(529, "overloaded_error", "Overloaded")
 
@@ -154,14 +187,17 @@ def test_all_tiers_failing_raises_one_error_with_the_whole_trace() -> None:
         router().run(REVIEW)
     trace = info.value.result.attempts
     assert [(a.stage, a.error.type, a.error.status_code) for a in trace] == (
-        [("mini", "ServerError", 500)] * 3 + [("flash", "ServerError", 500)] * 3
-        + [("sonnet", "OverloadedError", 529)] * 3)
+        [("mini", "ServerError", 500)] * 3
+        + [("flash", "ServerError", 500)] * 3
+        + [("sonnet", "OverloadedError", 529)] * 3
+    )
     assert info.value.result.cost_usd == 0.0
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor("openai", wire.openai_chat("Positive.", prompt_tokens=24, completion_tokens=3),
-                         verdict(9, "Clearly positive."))
+@pytest.mark.fake_vendor(
+    "openai", wire.openai_chat("Positive.", prompt_tokens=24, completion_tokens=3), verdict(9, "Clearly positive.")
+)
 async def test_sync_run_works_inside_a_running_event_loop() -> None:
     result = router().run(REVIEW)
     assert result.stage == "mini" and result.confidence == 0.9

@@ -11,8 +11,16 @@ import yaml
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 ALL = sorted(CASSETTES.rglob("*.yaml"))
 
-SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "cookie", "set-cookie", "openai-organization",
-                  "openai-project", "anthropic-organization-id"}
+SECRET_HEADERS = {
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "cookie",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+}
 KEY_LIKE = re.compile(
     r"sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|Bearer\s+\S+|"
     r"replay-(?:openai|anthropic|gemini)-key|demo-(?:openai|anthropic|gemini)-key|canary"
@@ -33,5 +41,6 @@ def test_cassette_holds_no_secret(path: Path) -> None:
         assert not SECRET_HEADERS & {h.lower() for h in request.get("headers", {})}
         assert not SECRET_HEADERS & {h.lower() for h in response.get("headers", {})}
         assert not re.search(r"[?&]key=", request["uri"]), request["uri"]
-        assert request["uri"].startswith(("https://api.openai.com/", "https://api.anthropic.com/",
-                                          "https://generativelanguage.googleapis.com/")), request["uri"]
+        assert request["uri"].startswith(
+            ("https://api.openai.com/", "https://api.anthropic.com/", "https://generativelanguage.googleapis.com/")
+        ), request["uri"]

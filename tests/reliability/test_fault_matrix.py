@@ -66,8 +66,13 @@ def _answer(provider: str, text: str, model: str, legacy: bool = False, **kw: An
 
 def _error(vendor: Vendor, status: int, retry_after: float | None = None) -> FakeReply:
     if vendor.provider == "openai":
-        return wire.openai_error(status, f"error {status}", type_="server_error" if status >= 500 else "requests",
-                                 code=None, retry_after=retry_after)
+        return wire.openai_error(
+            status,
+            f"error {status}",
+            type_="server_error" if status >= 500 else "requests",
+            code=None,
+            retry_after=retry_after,
+        )
     if vendor.provider == "anthropic":
         kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
         return wire.anthropic_error(status, kind, f"error {status}", retry_after=retry_after)
@@ -121,8 +126,12 @@ FAULTS = [
     Fault("529 overloaded", lambda v: [_error(v, 529)] * 2, "OverloadedError", 2, only=("anthropic",)),
     Fault("connection refused", lambda v: [], "VendorConnectionError", 2),
     Fault("stall past the timeout", lambda v: [FakeReply(200, {}, delay_s=STALL)], "VendorTimeoutError", 1),
-    Fault("body not JSON", lambda v: [FakeReply(200, "<html>502 Bad Gateway</html>",
-                                                {"content-type": "text/html"})], "MalformedResponseError", 1),
+    Fault(
+        "body not JSON",
+        lambda v: [FakeReply(200, "<html>502 Bad Gateway</html>", {"content-type": "text/html"})],
+        "MalformedResponseError",
+        1,
+    ),
     Fault("no answer text", lambda v: [_no_text(v)], "MalformedResponseError", 1),
     Fault("safety block or refusal", lambda v: [_blocked(v)], "ContentBlockedError", 1),
     Fault("truncated at max tokens", lambda v: [_truncated(v)], "TruncatedError", 1),
@@ -158,18 +167,32 @@ def _policy(vendor: Vendor, server_url: str, refused: bool, judge_timeout: float
     providers: dict[str, Any] = {name: {"base_url": url} for name, url in urls.items()}
     if vendor.backend:
         providers["google"]["backend"] = vendor.backend
-    return Policy.from_dict({
-        "name": "fault-matrix", "version": "1",
-        "stages": [
-            {"name": "primary", "provider": vendor.provider, "model": vendor.model, "threshold": 0.5,
-             "retries": 1, "timeout_s": 0.5, "max_output_tokens": 64},
-            {"name": "fallback", "provider": helper, "model": helper_model, "max_output_tokens": 64},
-        ],
-        "judge": {"provider": helper, "model": "gpt-4o-mini" if helper == "openai" else "claude-haiku-4-5",
-                  "retries": 0, "timeout_s": judge_timeout},
-        "providers": providers,
-        "budget": {"deadline_s": 30},
-    })
+    return Policy.from_dict(
+        {
+            "name": "fault-matrix",
+            "version": "1",
+            "stages": [
+                {
+                    "name": "primary",
+                    "provider": vendor.provider,
+                    "model": vendor.model,
+                    "threshold": 0.5,
+                    "retries": 1,
+                    "timeout_s": 0.5,
+                    "max_output_tokens": 64,
+                },
+                {"name": "fallback", "provider": helper, "model": helper_model, "max_output_tokens": 64},
+            ],
+            "judge": {
+                "provider": helper,
+                "model": "gpt-4o-mini" if helper == "openai" else "claude-haiku-4-5",
+                "retries": 0,
+                "timeout_s": judge_timeout,
+            },
+            "providers": providers,
+            "budget": {"deadline_s": 30},
+        }
+    )
 
 
 @pytest.fixture

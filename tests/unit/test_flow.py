@@ -28,8 +28,15 @@ class Clock:
 
 def test_backoff_doubles_with_jitter_and_retry_after_wins() -> None:
     clock = Clock()
-    ctx = QueryContext(policy=POLICY, prices=POLICY.price_table(), messages=(Message("user", "q"),), system=None,
-                       query_id="t", clock=clock, rng=random.Random(7))
+    ctx = QueryContext(
+        policy=POLICY,
+        prices=POLICY.price_table(),
+        messages=(Message("user", "q"),),
+        system=None,
+        query_id="t",
+        clock=clock,
+        rng=random.Random(7),
+    )
     flow = cascade_flow(ctx)
     step = next(flow)
     assert isinstance(step, Call) and (step.stage, step.role) == ("mini", "answer")
@@ -49,8 +56,14 @@ def test_backoff_doubles_with_jitter_and_retry_after_wins() -> None:
 
 def test_retry_after_is_used_and_timeouts_shrink_with_the_deadline() -> None:
     clock = Clock()
-    ctx = QueryContext(policy=POLICY, prices=POLICY.price_table(), messages=(Message("user", "q"),), system=None,
-                       query_id="t", clock=clock)
+    ctx = QueryContext(
+        policy=POLICY,
+        prices=POLICY.price_table(),
+        messages=(Message("user", "q"),),
+        system=None,
+        query_id="t",
+        clock=clock,
+    )
     flow = cascade_flow(ctx)
     first = next(flow)
     assert first.request.timeout_s == 30  # the stage's timeout_s
@@ -72,8 +85,14 @@ def test_retry_after_is_used_and_timeouts_shrink_with_the_deadline() -> None:
 
 def _answered_query() -> None:
     """One query through the flow, accepted at the first stage (route, answer, judge, done events)."""
-    ctx = QueryContext(policy=POLICY, prices=POLICY.price_table(), messages=(Message("user", "q"),), system=None,
-                       query_id="t", clock=Clock())
+    ctx = QueryContext(
+        policy=POLICY,
+        prices=POLICY.price_table(),
+        messages=(Message("user", "q"),),
+        system=None,
+        query_id="t",
+        clock=Clock(),
+    )
     flow = cascade_flow(ctx)
     next(flow)
     flow.send(completion("Positive.", model="gpt-4o-mini"))
