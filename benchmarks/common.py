@@ -69,6 +69,7 @@ def machine() -> dict[str, str]:
         "google-genai",
         "google-generativeai",
         "httpx2",
+        "aiohttp",
         "requests",
         "pydantic",
         "structlog",

@@ -8,12 +8,12 @@ queries / concurrency x 5 x 50 ms = 2.5 s for 1,000 queries; the target is 1.2x 
 (`slow_server.py`) runs in its own process, over real sockets on 127.0.0.1. Before timing, one batch of
 `concurrency` queries warms the connection pools. Beside each cascade figure, the same calls made directly with the
 vendor's async SDK at the same concurrency show how much of the time is the SDK's own. The legacy Gemini SDK has
-no working async call on REST: the adapter runs its sync call in the event loop's default thread pool, which holds
-min(32, CPUs + 4) threads unless the application sets a larger one; it is measured both ways.
+no working async call on REST: the adapter runs its sync call on a thread pool of its own (up to 128 threads, so
+the calls in flight follow the concurrency asked for), and it has no SDK-alone row.
 
 `--async-http` lists the HTTP libraries to measure under the async clients, each for the cascade (the policy's
 `async_http` provider setting) and for the SDK alone (its own aiohttp client, or its default httpx2 one). The
-default measures both here; `run.py` measures httpx only.
+default measures both, here and in `run.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +87,8 @@ def _label(what: str, async_http: str) -> str:
     return what if async_http == "httpx" else f"{what}, {async_http}"
 
 
-def run_cascade(
-    vendor: str, url: str, queries: int, concurrency: int, threads: int | None = None, async_http: str = "httpx"
-) -> Concurrency:
+def run_cascade(vendor: str, url: str, queries: int, concurrency: int, async_http: str = "httpx") -> Concurrency:
     async def main() -> Concurrency:
-        if threads is not None:
-            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads))
         bench = common.bench_router(vendor, None, base_url=url, async_http=async_http)
         router = bench.router
         try:
@@ -106,8 +101,7 @@ def run_cascade(
         calls = sum(len(r.attempts) for r in results)
         if calls != queries * common.CALLS_PER_QUERY or any(r.stage != "flagship" for r in results):
             raise SystemExit(f"{vendor}: unexpected routes ({calls} calls for {queries} queries)")
-        label = _label("cascade", async_http) if threads is None else f"cascade, {threads}-thread pool"
-        return Concurrency(vendor, label, queries, concurrency, wall, calls, cpu)
+        return Concurrency(vendor, _label("cascade", async_http), queries, concurrency, wall, calls, cpu)
 
     return asyncio.run(main())
 
@@ -142,16 +136,14 @@ def measure(
     quick: bool,
     queries: int | None = None,
     concurrency: int = 100,
-    async_http: tuple[str, ...] = ("httpx",),
+    async_http: tuple[str, ...] = ("httpx", "aiohttp"),
 ) -> list[Concurrency]:
     n = queries or (300 if quick else 1000)
     results = []
     with Server() as server:
         for vendor in vendors:
-            if vendor == "google-legacy":
-                # The default pool first: with 6 threads (2 CPUs) it is throughput-bound, so fewer queries.
-                results.append(run_cascade(vendor, server.url, min(n, 200), concurrency))
-                results.append(run_cascade(vendor, server.url, n, concurrency, threads=concurrency))
+            if vendor == "google-legacy":  # requests under the SDK: no choice of HTTP library, no async SDK call
+                results.append(run_cascade(vendor, server.url, n, concurrency))
             else:
                 for library in async_http:
                     results.append(run_cascade(vendor, server.url, n, concurrency, async_http=library))

@@ -71,20 +71,22 @@ def concurrency_rows(quick: bool, vendors: list[str]) -> list[Row]:
 
     common.quiet_logs()
     results = concurrency.measure(vendors, quick)
-    direct = {r.vendor: r for r in results if r.label == "direct SDK"}
+    # "direct SDK" or "direct SDK, aiohttp" beside "cascade" or "cascade, aiohttp"
+    direct = {(r.vendor, r.label.replace("direct SDK", "cascade")): r for r in results if r.label.startswith("direct")}
     rows = []
     for r in results:
-        if r.label == "direct SDK":
+        if r.label.startswith("direct"):
             continue
         legacy = " (legacy, apart)" if r.vendor == "google-legacy" else ""
         notes = f"{r.queries} queries; client CPU {r.cpu_s:.2f} s = {r.cpu_us_per_call:.0f} us/call"
-        if r.vendor in direct:
-            d = direct[r.vendor]
+        d = direct.get((r.vendor, r.label))
+        if d is not None:
             notes += (
                 f"; the same calls with the SDK alone: {d.wall_s:.2f} s = {d.ratio:.2f}x, "
                 f"{d.cpu_us_per_call:.0f} us/call"
             )
-        case = r.vendor + legacy + ("" if r.label == "cascade" else f", {r.label.split(', ', 1)[1]}")
+        library = r.label.split(", ", 1)[1] if ", " in r.label else ("requests" if legacy else "httpx2")
+        case = f"{r.vendor}{legacy}, {library}"
         rows.append(
             Row(
                 "2 concurrency 100, +50 ms/call",
