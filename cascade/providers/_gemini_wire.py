@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorHTTPError
 from cascade.providers.base import Completion, FinishReason, error_for_status
@@ -41,11 +41,17 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
     def malformed(problem: str) -> MalformedResponseError:
         return MalformedResponseError(f"{provider}: generateContent reply {problem}", provider=provider, model=model)
 
+    # Runs on every Gemini call: plain loops, and `type(...) is dict` before the (slower) Mapping check.
     usage = body.get("usageMetadata")
-    if not isinstance(usage, Mapping):
+    if not _is_mapping(usage):
         raise malformed("has no usageMetadata")
-    counts = {key: usage.get(key) or 0 for key in _COUNT_KEYS}
-    if not all(isinstance(n, int) and n >= 0 for n in counts.values()) or not counts["promptTokenCount"]:
+    counts: dict[str, int] = {}
+    for key in _COUNT_KEYS:
+        n = usage.get(key) or 0
+        if not isinstance(n, int) or n < 0:
+            raise malformed(f"has unusable token counts: {dict(usage)!r}")
+        counts[key] = n
+    if not counts["promptTokenCount"]:
         raise malformed(f"has unusable token counts: {dict(usage)!r}")
     prompt, candidates_tokens, thoughts = (
         counts["promptTokenCount"],
@@ -76,7 +82,7 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
         return Completion(text=None, finish_reason="blocked", refusal=refusal, **common)
 
     candidate = candidates[0]
-    if not isinstance(candidate, Mapping):
+    if not _is_mapping(candidate):
         raise malformed("has a candidate that is not an object")
     raw_reason = candidate.get("finishReason")
     if raw_reason is None:
@@ -89,9 +95,12 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
         return Completion(text=None, finish_reason="blocked", refusal=refusal, **common)
 
     parts = (candidate.get("content") or {}).get("parts") or []
-    texts = [
-        p["text"] for p in parts if isinstance(p, Mapping) and isinstance(p.get("text"), str) and not p.get("thought")
-    ]
+    texts: list[str] = []
+    for part in parts:
+        if _is_mapping(part):
+            part_text = part.get("text")
+            if isinstance(part_text, str) and not part.get("thought"):
+                texts.append(part_text)
     text = "".join(texts) if texts else None
     if finish_reason == "stop" and text is None:
         raise malformed("finished with STOP but has no text")
@@ -148,6 +157,10 @@ _COUNT_KEYS = (
     "toolUsePromptTokenCount",
     "totalTokenCount",
 )
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _first_token_logprobs(candidate: Mapping[str, Any]) -> dict[str, float]:
