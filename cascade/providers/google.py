@@ -69,11 +69,12 @@ class GoogleProvider(Provider):
             await client.aio.aclose()
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
-        # Validating a GenerateContentConfig costs ~20 us: one per distinct stage setting is kept, and each call
-        # takes a shallow copy with its own timeout (the SDK copies configs and http_options, never changes them).
-        template = _config(request.system, request.max_output_tokens, request.temperature, request.top_logprobs)
+        # Validating a GenerateContentConfig costs ~20 us: one per distinct stage setting and timeout is kept (the
+        # SDK copies configs and http_options, never changes them).
         timeout_ms = max(1, round(request.timeout_s * 1000))
-        config = template.model_copy(update={"http_options": _http_options(timeout_ms)})
+        config = _config_with_timeout(
+            request.system, request.max_output_tokens, request.temperature, request.top_logprobs, timeout_ms
+        )
         # The SDK turns every form of `contents` into the same request body, at very different costs (google-genai
         # 3.6): pydantic `types.Content` is read field by field through `key in model` (a scan of all its fields)
         # and `hasattr` with camelCase names that miss, about 0.15 ms per call; a dict in a list is first tried as a
@@ -148,6 +149,16 @@ def _config(
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         automatic_continuation=False,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _config_with_timeout(
+    system: str | None, max_output_tokens: int, temperature: float | None, top_logprobs: int | None, timeout_ms: int
+) -> types.GenerateContentConfig:
+    """A stage's settings with a call's timeout. A first try sends the stage's own `timeout_s`, so this is mostly
+    hits; retries (shorter timeouts) add entries that the LRU drops. Shared: the SDK copies, never changes it."""
+    template = _config(system, max_output_tokens, temperature, top_logprobs)
+    return template.model_copy(update={"http_options": _http_options(timeout_ms)})
 
 
 @functools.lru_cache(maxsize=1024)
