@@ -345,3 +345,59 @@ def test_the_extra_exists() -> None:
     extras = project["optional-dependencies"]
     assert any(req.startswith("aiohttp") for req in extras["aiohttp"])
     assert "aiohttp" in json.dumps(extras["all"])
+
+
+# -- google: a session without trust_env when the environment gives it nothing to find -----------------------
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    """No proxy variables, no NETRC, and a home directory without a netrc file."""
+    import os
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("environment", ["bare", "https_proxy", "netrc file", "NETRC"])
+async def test_google_aiohttp_session_trusts_the_environment_only_when_it_has_something(
+    environment: str,
+    bare_environment: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    server: FakeVendorServer,
+    aiohttp_sessions: list[Any],
+) -> None:
+    if environment == "https_proxy":
+        # For https only: the fake server speaks http, so its calls are not sent to this (absent) proxy.
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    elif environment == "netrc file":
+        (bare_environment / ".netrc").write_text("machine example.invalid login a password b\n")
+    elif environment == "NETRC":
+        monkeypatch.setenv("NETRC", str(bare_environment / "elsewhere"))
+    server.script("google", _answer("google"), _answer("google"))
+    async with Cascade(_policy("google", server.url, "aiohttp"), api_keys=KEYS) as router:
+        assert (await router.arun("What is the capital of Australia?")).answer == "Canberra."
+        assert (await router.arun("Again?")).answer == "Canberra."
+    # With nothing in the environment, the adapter's own session: no netrc lookup on a thread before each request.
+    assert [s.trust_env for s in aiohttp_sessions] == [environment != "bare"] * 2
+    assert all(s.closed for s in aiohttp_sessions), "aclose closes the session, ours or the SDK's"
+
+
+def test_google_own_session_follows_the_event_loop(bare_environment: Any, server: FakeVendorServer) -> None:
+    import asyncio
+
+    server.script("google", _answer("google"), _answer("google"))
+    router = Cascade(_policy("google", server.url, "aiohttp"), api_keys=KEYS)
+
+    async def ask() -> str | None:
+        try:
+            return (await router.arun("What is the capital of Australia?")).answer
+        finally:
+            await router.aclose()
+
+    # Two loops one after the other: a session bound to the first must not serve the second.
+    assert asyncio.run(ask()) == asyncio.run(ask()) == "Canberra."
