@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
+from typing import Any
 
 import structlog
 import structlog.testing
@@ -26,17 +27,22 @@ class Clock:
         return self.now
 
 
-def test_backoff_doubles_with_jitter_and_retry_after_wins() -> None:
-    clock = Clock()
-    ctx = QueryContext(
+def _context(clock: Clock, **options: Any) -> QueryContext:
+    """A one-message query on the default policy, on a clock the test moves."""
+    return QueryContext(
         policy=POLICY,
         prices=POLICY.price_table(),
         messages=(Message("user", "q"),),
         system=None,
         query_id="t",
         clock=clock,
-        rng=random.Random(7),
+        **options,
     )
+
+
+def test_backoff_doubles_with_jitter_and_retry_after_wins() -> None:
+    clock = Clock()
+    ctx = _context(clock, rng=random.Random(7))
     flow = cascade_flow(ctx)
     step = next(flow)
     assert isinstance(step, Call) and (step.stage, step.role) == ("mini", "answer")
@@ -56,14 +62,7 @@ def test_backoff_doubles_with_jitter_and_retry_after_wins() -> None:
 
 def test_retry_after_is_used_and_timeouts_shrink_with_the_deadline() -> None:
     clock = Clock()
-    ctx = QueryContext(
-        policy=POLICY,
-        prices=POLICY.price_table(),
-        messages=(Message("user", "q"),),
-        system=None,
-        query_id="t",
-        clock=clock,
-    )
+    ctx = _context(clock)
     flow = cascade_flow(ctx)
     first = next(flow)
     assert first.request.timeout_s == 30  # the stage's timeout_s
@@ -85,14 +84,7 @@ def test_retry_after_is_used_and_timeouts_shrink_with_the_deadline() -> None:
 
 def _answered_query() -> None:
     """One query through the flow, accepted at the first stage (route, answer, judge, done events)."""
-    ctx = QueryContext(
-        policy=POLICY,
-        prices=POLICY.price_table(),
-        messages=(Message("user", "q"),),
-        system=None,
-        query_id="t",
-        clock=Clock(),
-    )
+    ctx = _context(Clock())
     flow = cascade_flow(ctx)
     next(flow)
     flow.send(completion("Positive.", model="gpt-4o-mini"))
