@@ -16,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cascade.errors import CascadeError, ProviderError, VendorTimeoutError
-from cascade.flow import BACKOFF_BASE_S, Call, Outcome, QueryContext, Sleep, Step, cascade_flow
+from cascade.calls import Call, Outcome, Sleep, Step
+from cascade.context import BACKOFF_BASE_S, QueryContext, QuerySpec
+from cascade.errors import CascadeError, MalformedResponseError, ProviderError, VendorTimeoutError
+from cascade.flow import cascade_flow
 from cascade.policy import Policy, load_policy
 from cascade.prices import PriceTable
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
@@ -171,16 +173,16 @@ class Cascade:
             )
         if max_cost is not None and max_cost <= 0:
             raise ValueError("max_cost_usd must be positive")
-        return QueryContext(
+        spec = QuerySpec(
             policy=policy,
             prices=prices,
             messages=messages,
             system=system_prompt,
-            # The first 12 hex digits of a uuid4 (all random bits), without building the UUID.
             query_id=query_id or os.urandom(6).hex(),
             max_cost_usd=max_cost,
             backoff_base_s=self.retry_backoff_s,
         )
+        return QueryContext(spec)
 
     def _policy(self, name: str | None) -> Policy:
         if name is None:
@@ -250,8 +252,8 @@ class Cascade:
         provider = self._provider(policy, call.provider)
         try:
             return provider.complete(call.request)
-        except ProviderError as exc:
-            return exc
+        except Exception as exc:
+            return _as_provider_error(exc, call)
 
     async def adrive(self, flow: Generator[Step, Outcome, T], policy: Policy) -> T:
         """Run a step machine (`cascade.flow`) to its end with the async SDK clients."""
@@ -282,8 +284,24 @@ class Cascade:
                 provider=call.provider,
                 model=call.request.model,
             )
-        except ProviderError as exc:
-            return exc
+        except Exception as exc:
+            return _as_provider_error(exc, call)
+
+
+def _as_provider_error(exc: Exception, call: Call) -> ProviderError:
+    """Whatever an adapter raises is one failed call (recorded, escalated), never the end of the query.
+
+    Adapters translate their SDK's errors; this catches what slipped past one (a bug, or an SDK surprise), and
+    a usage error (a missing key or SDK) stays what it is so the caller can fix it.
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, CascadeError):
+        raise exc
+    # Not chained: an unknown exception's attributes are not known to be free of keys (the message is redacted).
+    return MalformedResponseError(
+        f"{call.provider} call failed: {type(exc).__name__}: {exc}", provider=call.provider, model=call.request.model
+    )
 
 
 def _settle(results: list[Any], return_exceptions: bool) -> list[Any]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-Role = Literal["answer", "judge", "classify"]
+AttemptRole = Literal["answer", "judge", "classify"]
 
 
 class AttemptError(BaseModel):
@@ -26,7 +26,7 @@ class Attempt(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     stage: str
-    role: Role
+    role: AttemptRole
     provider: str
     model: str = Field(description="The model asked for (the policy's id).")
     served_by: str | None = Field(None, description="The model the vendor says answered.")

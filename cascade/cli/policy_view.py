@@ -7,9 +7,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from cascade.budget import JUDGE_PROMPT_OVERHEAD_TOKENS
 from cascade.cli.render import usd
 from cascade.errors import PolicyError
-from cascade.flow import JUDGE_PROMPT_OVERHEAD_TOKENS
 from cascade.policy import Policy
 
 # An "average query" for the price column: a few paragraphs in, a few paragraphs out.

@@ -56,3 +56,9 @@ def get_provider_class(provider: str, backend: str | None = None) -> type[Provid
         raise
     cls: type[Provider] = getattr(module, class_name)
     return cls
+
+
+def returns_logprobs(provider: str, backend: str | None = None) -> bool:
+    """Whether the vendor's API returns token log-probabilities (the judge's `logprobs` method), without importing
+    its SDK. The Anthropic Messages API has none."""
+    return provider != "anthropic"

@@ -3,7 +3,7 @@
 A deterministic grader is any plain callable `(answer, reference) -> bool`; the built-in ones are in
 `GRADERS` (normalized exact match, regex, numeric tolerance, multiple-choice letter). The LLM grader asks a
 model to compare the answer with the reference; it is a step machine like the cascade itself
-(`cascade.flow`), so the engine's drivers run it through the policy's providers, and each of its calls is
+(`cascade.calls`), so the engine's drivers run it through the policy's providers, and each of its calls is
 priced and recorded in the query's attempts like any other call.
 """
 
@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from cascade.calls import Call, Outcome, Step, vendor_call
+from cascade.context import QueryContext
 from cascade.errors import JudgeError
-from cascade.flow import Outcome, QueryContext, Step, vendor_call
 from cascade.judge import delimiter_tag, parse_json_verdict
 from cascade.providers.base import CompletionRequest, Message
-from cascade.result import Attempt, AttemptError
+from cascade.result import AttemptError
 
 if TYPE_CHECKING:
     from cascade.tuning.traces import Trace
@@ -209,16 +210,14 @@ def llm_grade_flow(
         temperature=grader.temperature,
         timeout_s=grader.timeout_s,
     )
-    called = yield from vendor_call(ctx, stage, "judge", grader.provider, request, retries=grader.retries)
-    if called is None:
+    reply = yield from vendor_call(ctx, Call(stage, "judge", grader.provider, request), retries=grader.retries)
+    if reply is None:
         error = ctx.attempts[-1].error if ctx.attempts else None
         return LLMGrade(None, 0.0, f"grader call failed: {error.message if error else 'no reply'}")
-    completion, record = called
-    cost = record["cost_usd"]
     try:
-        verdict = parse_json_verdict(completion.text)
+        verdict = parse_json_verdict(reply.completion.text)
     except JudgeError as exc:
-        ctx.attempts.append(Attempt(**record, error=AttemptError(type="JudgeError", message=str(exc))))
-        return LLMGrade(None, cost, f"grader reply unreadable: {exc}")
-    ctx.attempts.append(Attempt(**record, confidence=verdict.confidence, judge_reason=verdict.reason))
-    return LLMGrade(verdict.confidence * 10 >= grader.pass_score - 1e-9, cost, verdict.reason)
+        ctx.trace.record(reply.attempt(error=AttemptError(type="JudgeError", message=str(exc))))
+        return LLMGrade(None, reply.cost_usd, f"grader reply unreadable: {exc}")
+    ctx.trace.record(reply.attempt(confidence=verdict.confidence, judge_reason=verdict.reason))
+    return LLMGrade(verdict.confidence * 10 >= grader.pass_score - 1e-9, reply.cost_usd, verdict.reason)

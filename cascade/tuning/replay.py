@@ -1,28 +1,28 @@
 """Replay a policy on traces with no vendor call: which stage answers each query, at what cost and quality.
 
-The decisions are the live cascade's own: `route_by_rules` picks the entry stage (when the trace has the
-query text) and `accepts` from `cascade.flow` decides at every stage, applied to whole arrays at once. Only
-the vendor calls are swapped for their traced outcomes. A stage that failed to answer escalates; when the
-last stage fails, the best-scored earlier answer is returned, as `cascade_flow` does; with `on_error: raise`
-a failure ends the query with no answer. Not replayed: the LLM classifier (a query no rule matches starts at
-the first stage), budgets, deadlines and context-window skips.
+A trace row is the `StageResult` data the live cascade decides on (`stage_results`), and `cascade eval` folds
+`cascade.decide` over each trace in plain Python (`fold_replay`): what eval reports is what the live cascade
+would have done. Only the vendor calls are swapped for their traced outcomes; routing rules pick the entry stage
+when the trace has the query text. Not replayed: the LLM classifier (a query no rule matches starts at the first
+stage), budgets, deadlines and context-window skips.
 
-Pure functions over arrays; no I/O.
+`cascade tune` tries millions of threshold settings, too many to fold one by one: `ReplayData` also holds the
+traces as arrays (n queries x k stages) for `replay`, the vectorised equivalent that `cascade.tuning.search`
+builds on. A property test (tests/tuning/test_properties.py) holds the two to the same answers on random traces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from cascade.flow import accepts
+from cascade.decide import Rules, StageResult, accepts, fold, settle
 from cascade.policy import Policy
 from cascade.routing import route_by_rules
-from cascade.tuning.traces import Trace, check_complete
+from cascade.tuning.traces import StageTrace, Trace, check_complete
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -31,22 +31,40 @@ BoolArray = NDArray[np.bool_]
 
 def accept_mask(threshold: float, confidence: FloatArray) -> BoolArray:
     """`accepts(threshold, c)` for every c at once (the rule is a comparison, so it broadcasts)."""
-    return np.asarray(accepts(threshold, cast(Any, confidence)), dtype=bool)
+    return np.asarray(accepts(threshold, confidence), dtype=bool)  # type: ignore[arg-type]
+
+
+def stage_result(rules: Rules, index: int, stage: StageTrace) -> StageResult:
+    """One traced stage as the decision sees it under these rules (judged or not, which sets its cost)."""
+    judged = rules.judged[index]
+    if not stage.answered:
+        return StageResult(index, "failed", cost_usd=stage.cost_usd if judged else stage.answer_cost())
+    if not judged:
+        return StageResult(index, "answered", cost_usd=stage.answer_cost())
+    judge_failed = stage.error is not None  # an answered stage records an error only when its judge call failed
+    return StageResult(index, "answered", stage.confidence, judge_failed=judge_failed, cost_usd=stage.cost_usd)
+
+
+def stage_results(rules: Rules, names: Sequence[str], trace: Trace) -> tuple[StageResult, ...]:
+    """Every stage of a trace as `StageResult`s, in the policy's order."""
+    return tuple(stage_result(rules, j, trace.stages[name]) for j, name in enumerate(names))
 
 
 @dataclass(frozen=True)
 class ReplayData:
-    """Traces as arrays, one row per query and one column per policy stage (n x k).
+    """Traces ready to replay: per query its entry stage, its `StageResult`s and each stage's quality.
 
-    `confidence` is the judge's score, -inf where the stage gave no answer (never accepted) and +inf where
-    `on_error: raise` ends the query there (always stops). `cost` is what reaching the stage costs (its
-    answer, plus its judge call where the live cascade judges). `stop_quality` / `stop_answerer` say what a
-    query is worth and which stage's answer it returns if the cascade stops at a stage; their last column is
-    the outcome of running to the end (the last stage, or the best earlier answer when it failed).
+    The arrays (n x k) are the vectorised form for the threshold search: `confidence` is the judge's score,
+    -inf where the stage gave no answer (never accepted) and +inf where `on_error: raise` ends the query there
+    (always stops); `cost` is what reaching the stage costs. `stop_quality` / `stop_answerer` say what a query is
+    worth and which stage's answer it returns if the cascade stops at a stage; their last column is the outcome
+    of running to the end (the last stage, or the best earlier answer when it failed).
     """
 
     stages: tuple[str, ...]
     ids: tuple[str, ...]
+    rules: Rules
+    results: tuple[tuple[StageResult, ...], ...]
     entry: IntArray
     confidence: FloatArray
     cost: FloatArray
@@ -70,6 +88,8 @@ class ReplayData:
         return ReplayData(
             self.stages,
             tuple(self.ids[i] for i in rows),
+            self.rules,
+            tuple(self.results[i] for i in rows),
             self.entry[rows],
             self.confidence[rows],
             self.cost[rows],
@@ -81,11 +101,11 @@ class ReplayData:
 
 
 def replay_data(policy: Policy, traces: Sequence[Trace]) -> ReplayData:
-    """Check the traces against the policy (every stage traced and labeled) and turn them into arrays."""
+    """Check the traces against the policy (every stage traced and labeled) and turn them into replay data."""
     names = tuple(s.name for s in policy.stages)
     check_complete(traces, names)
+    rules = Rules.of(policy)
     n, k = len(traces), len(names)
-    raise_on_error = policy.on_error == "raise"
     entry = np.zeros(n, dtype=np.int64)
     conf = np.zeros((n, k))
     cost = np.zeros((n, k))
@@ -93,30 +113,29 @@ def replay_data(policy: Policy, traces: Sequence[Trace]) -> ReplayData:
     stop_by = np.full((n, k), -1, dtype=np.int64)
     alone_cost = np.zeros((n, k))
     alone_q = np.zeros((n, k))
+    results = []
     for i, trace in enumerate(traces):
         ruled = route_by_rules(policy, trace.query) if trace.query else None
         entry[i] = policy.stage_index(ruled[0]) if ruled else 0
-        for j, name in enumerate(names):
-            stage = trace.stages[name]
-            judged = j < k - 1 or policy.judge_last_stage
-            cost[i, j] = stage.cost_usd if judged else stage.answer_cost()
-            alone_cost[i, j] = stage.answer_cost()
-            alone_q[i, j] = stage.quality()
-            failed = not stage.answered or (judged and stage.error is not None)
-            if raise_on_error and failed:
+        row = stage_results(rules, names, trace)
+        results.append(row)
+        for j, result in enumerate(row):
+            cost[i, j] = result.cost_usd
+            alone_cost[i, j] = trace.stages[names[j]].answer_cost()
+            alone_q[i, j] = trace.stages[names[j]].quality()
+            if rules.raise_on_error and result.failed:
                 conf[i, j] = np.inf  # the query ends here, with no answer
-            elif stage.answered:
-                conf[i, j], stop_q[i, j], stop_by[i, j] = stage.confidence, stage.quality(), j
+            elif result.answered:
+                conf[i, j], stop_q[i, j], stop_by[i, j] = result.confidence or 0.0, alone_q[i, j], j
             else:
                 conf[i, j] = -np.inf
         if k > 0 and not np.isposinf(conf[i, k - 1]) and stop_by[i, k - 1] < 0:
-            # The last stage failed: the best-scored earlier answer (the first of equals), as the live cascade.
-            tried = [j for j in range(int(entry[i]), k - 1) if stop_by[i, j] >= 0]
-            if tried:
-                best = max(tried, key=lambda j: (conf[i, j], -j))
+            # The last stage failed: the decision's best effort among the stages tried before it.
+            best = settle(row[int(entry[i]) : k - 1], "the last stage failed").stage
+            if best is not None:
                 stop_q[i, k - 1], stop_by[i, k - 1] = stop_q[i, best], best
     ids = tuple(t.id for t in traces)
-    return ReplayData(names, ids, entry, conf, cost, stop_q, stop_by, alone_cost, alone_q)
+    return ReplayData(names, ids, rules, tuple(results), entry, conf, cost, stop_q, stop_by, alone_cost, alone_q)
 
 
 def policy_thresholds(policy: Policy) -> tuple[float, ...]:
@@ -150,12 +169,24 @@ class ReplayOutcome:
 
 
 def replay(data: ReplayData, thresholds: Sequence[float]) -> ReplayOutcome:
-    """What the policy with these thresholds does on every traced query."""
-    if len(thresholds) != data.k - 1:
-        raise ValueError(f"{data.k} stages need {data.k - 1} thresholds, got {len(thresholds)}")
+    """What the policy with these thresholds does on every traced query, vectorised (for the search)."""
+    data.rules.with_thresholds(thresholds)  # checks the count
     stop, cost = walk(data, thresholds, data.entry, data.k)
     rows = np.arange(data.n)
     return ReplayOutcome(cost, data.stop_quality[rows, stop], data.stop_answerer[rows, stop])
+
+
+def fold_replay(data: ReplayData, thresholds: Sequence[float]) -> ReplayOutcome:
+    """What the policy with these thresholds does on every traced query: `cascade.decide` folded over each."""
+    rules = data.rules.with_thresholds(thresholds)
+    cost, quality = np.zeros(data.n), np.zeros(data.n)
+    answerer = np.full(data.n, -1, dtype=np.int64)
+    for i, row in enumerate(data.results):
+        done, tried = fold(rules, int(data.entry[i]), row.__getitem__)
+        cost[i] = sum(r.cost_usd for r in tried)
+        if done.stage is not None:
+            quality[i], answerer[i] = data.alone_quality[i, done.stage], done.stage
+    return ReplayOutcome(cost, quality, answerer)
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -229,5 +260,5 @@ def report(data: ReplayData, outcome: ReplayOutcome, thresholds: Sequence[float]
 
 
 def evaluate(data: ReplayData, thresholds: Sequence[float]) -> EvalReport:
-    """Replay the thresholds and report."""
-    return report(data, replay(data, thresholds), thresholds)
+    """Replay the thresholds (the decision folded over each trace) and report."""
+    return report(data, fold_replay(data, thresholds), thresholds)

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from cascade.flow import accepts
+from cascade.decide import accepts
 from cascade.tuning.replay import (
     BoolArray,
     EvalReport,

@@ -19,8 +19,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from cascade.calls import Outcome, Step
+from cascade.context import QueryContext
 from cascade.errors import UsageError
-from cascade.flow import Outcome, QueryContext, Step, shadow_flow
+from cascade.flow import shadow_flow
 from cascade.tuning.graders import Grader, LLMGrader, Reference, llm_grade_flow
 
 Correct = StrictBool | Annotated[float, Field(ge=0, le=1)]
@@ -201,7 +203,7 @@ def collect_flow(
     A step machine: run it with `Cascade.drive` / `adrive`. The input row's other fields are kept in the trace.
     """
     outcomes = yield from shadow_flow(ctx)
-    judge_cost = {o.stage: 0.0 for o in outcomes}
+    judge_cost = {o.name: 0.0 for o in outcomes}
     for attempt in ctx.attempts:
         if attempt.role == "judge" and attempt.stage in judge_cost:
             judge_cost[attempt.stage] += attempt.cost_usd
@@ -210,18 +212,18 @@ def collect_flow(
     for outcome in outcomes:
         fields: dict[str, Any] = {
             "answer": outcome.answer,
-            "confidence": outcome.confidence,
-            "cost_usd": outcome.cost_usd,
-            "judge_cost_usd": judge_cost[outcome.stage],
+            "confidence": outcome.result.confidence or 0.0,
+            "cost_usd": outcome.result.cost_usd,
+            "judge_cost_usd": judge_cost[outcome.name],
             "error": outcome.error,
         }
         if grader is not None and reference is not None and outcome.answer is not None:
             if isinstance(grader, LLMGrader):
-                grade = yield from llm_grade_flow(ctx, grader, outcome.stage, outcome.answer, reference)
+                grade = yield from llm_grade_flow(ctx, grader, outcome.name, outcome.answer, reference)
                 fields.update(correct=grade.correct, grader_cost_usd=grade.cost_usd, grade_reason=grade.reason)
             else:
                 fields["correct"] = grader(outcome.answer, reference)
-        stages[outcome.stage] = StageTrace(**fields)
+        stages[outcome.name] = StageTrace(**fields)
     extras = {k: v for k, v in row.items() if k not in ("id", "query", "stages")}
     query = row["query"]
     if not isinstance(query, str):

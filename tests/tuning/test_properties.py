@@ -1,7 +1,9 @@
-"""Property tests: `tune` meets its target and nothing cheaper does (brute force); `eval` is a plain recomputation.
+"""Property tests: the vectorised replay and search agree with eval's fold of `cascade.decide` over each trace.
 
-The reference implementations here are deliberately naive Python over `Trace` objects, written from the
-rules of `cascade_flow`, so that they share no code with the numpy replay and search.
+`fold_replay` runs the live cascade's own decision function over every trace, one query at a time; the numpy
+replay and the threshold search are accelerators and must give the same answers: per query for the replay, and
+"meets the target, nothing feasible is cheaper" (brute force over every behaviour a threshold can have) for the
+search.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typer.testing import CliRunner
 
 from cascade.cli import app
 from cascade.policy import Policy
-from cascade.tuning.replay import evaluate, replay, replay_data
+from cascade.tuning.replay import evaluate, fold_replay, replay, replay_data
 from cascade.tuning.search import search
 from cascade.tuning.traces import StageTrace, Trace
 
@@ -79,33 +81,10 @@ def trace_sets(draw: Any, k: int) -> list[Trace]:
     ]
 
 
-def plain(policy: Policy, trace: Trace, thresholds: tuple[float, ...]) -> tuple[float, float, str | None]:
-    """(cost, quality, stage answering) for one trace, straight from the rules of the live cascade."""
-    names = [s.name for s in policy.stages]
-    k = len(names)
-    entry = k - 1 if policy.routing.rules and "hard" in (trace.query or "") else 0
-    cost, best = 0.0, None
-    for j in range(entry, k):
-        stage = trace.stages[names[j]]
-        judged = j < k - 1 or policy.judge_last_stage
-        cost += stage.cost_usd if judged else stage.cost_usd - (stage.judge_cost_usd or 0.0)
-        if stage.answer is None:
-            if policy.on_error == "raise":
-                return cost, 0.0, None
-            continue
-        quality = float(stage.correct) if stage.correct is not None else 0.0
-        if j == k - 1:
-            return cost, quality, names[j]
-        if best is None or stage.confidence > best[0]:
-            best = (stage.confidence, quality, names[j])
-        if stage.confidence >= thresholds[j]:
-            return cost, quality, names[j]
-    return (cost, best[1], best[2]) if best else (cost, 0.0, None)
-
-
 def plain_mean(policy: Policy, traces: list[Trace], thresholds: tuple[float, ...]) -> tuple[float, float]:
-    rows = [plain(policy, t, thresholds) for t in traces]
-    return sum(r[0] for r in rows) / len(rows), sum(r[1] for r in rows) / len(rows)
+    """Mean cost and quality of eval's fold of `cascade.decide` over each trace (the reference for the search)."""
+    outcome = fold_replay(replay_data(policy, traces), thresholds)
+    return float(outcome.cost.mean()), float(outcome.quality.mean())
 
 
 def every_setting(traces: list[Trace], k: int) -> list[tuple[float, ...]]:
@@ -148,16 +127,17 @@ def test_tune_meets_the_target_and_nothing_feasible_is_cheaper(problem: tuple[Po
 
 @FAST
 @given(problems(), st.lists(st.sampled_from(CONFIDENCES), min_size=2, max_size=2))
-def test_eval_agrees_with_a_plain_recomputation(problem: tuple[Policy, list[Trace], float], ts: list[float]) -> None:
+def test_the_vectorised_replay_agrees_with_the_fold(
+    problem: tuple[Policy, list[Trace], float], ts: list[float]
+) -> None:
     policy, traces, _ = problem
     thresholds = tuple(ts[: len(policy.stages) - 1])
     data = replay_data(policy, traces)
-    outcome = replay(data, thresholds)
-    for i, trace in enumerate(traces):
-        cost, quality, stage = plain(policy, trace, thresholds)
-        assert outcome.cost[i] == pytest.approx(cost, abs=1e-15)
-        assert outcome.quality[i] == quality
-        assert (data.stages[outcome.answerer[i]] if outcome.answerer[i] >= 0 else None) == stage
+    fast, folded = replay(data, thresholds), fold_replay(data, thresholds)
+    for i in range(len(traces)):
+        assert fast.cost[i] == pytest.approx(folded.cost[i], abs=1e-15)
+        assert fast.quality[i] == folded.quality[i]
+        assert fast.answerer[i] == folded.answerer[i]
     report = evaluate(data, thresholds)
     cost, quality = plain_mean(policy, traces, thresholds)
     assert report.cascade.cost_per_query == pytest.approx(cost) and report.cascade.quality == pytest.approx(quality)

@@ -11,8 +11,10 @@ import structlog
 import structlog.testing
 
 from cascade import load_policy
+from cascade.calls import Call, Sleep
+from cascade.context import QueryContext, QuerySpec
 from cascade.errors import RateLimitedError, ServerError
-from cascade.flow import Call, QueryContext, Sleep, cascade_flow
+from cascade.flow import cascade_flow
 from cascade.providers.base import Message
 from cascade.testing import completion, judge_json
 
@@ -29,15 +31,10 @@ class Clock:
 
 def _context(clock: Clock, **options: Any) -> QueryContext:
     """A one-message query on the default policy, on a clock the test moves."""
-    return QueryContext(
-        policy=POLICY,
-        prices=POLICY.price_table(),
-        messages=(Message("user", "q"),),
-        system=None,
-        query_id="t",
-        clock=clock,
-        **options,
+    spec = QuerySpec(
+        policy=POLICY, prices=POLICY.price_table(), messages=(Message("user", "q"),), system=None, query_id="t"
     )
+    return QueryContext(spec, clock=clock, **options)
 
 
 def test_backoff_doubles_with_jitter_and_retry_after_wins() -> None:
@@ -99,7 +96,7 @@ def test_events_follow_the_structlog_level_as_it_changes() -> None:
     capture = structlog.testing.LogCapture()
     saved = structlog.get_config()
     try:
-        # structlog's filtering wrapper classes: one class per level, the answer cached per class.
+        # structlog's filtering wrapper classes: one class per level.
         for level, expected in ((logging.WARNING, []), (logging.INFO, ["cascade.answer", "cascade.judge"])):
             structlog.configure(processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(level))
             capture.entries.clear()

@@ -1,0 +1,102 @@
+"""One query in flight: what is fixed for it (`QuerySpec`) and the trace it grows (`QueryTrace`)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascade.events import Events
+from cascade.policy import Policy
+from cascade.prices import PriceTable
+from cascade.providers.base import Message
+from cascade.query import estimate_input_tokens, query_text
+from cascade.result import Attempt
+
+# Backoff between retries when the vendor gives no Retry-After: 0.5 s doubling, jittered by up to 25%.
+BACKOFF_BASE_S = 0.5
+# One jitter source per process, reseeded in a forked child so that worker processes do not retry in step.
+_JITTER = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_JITTER.seed)
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """What is fixed for a query: its policy and prices, its messages, and its limits."""
+
+    policy: Policy
+    prices: PriceTable
+    messages: tuple[Message, ...]
+    system: str | None
+    query_id: str
+    max_cost_usd: float | None = None  # None: the policy's budget
+    backoff_base_s: float = BACKOFF_BASE_S
+
+    @property
+    def text(self) -> str:
+        """The query's text as routing rules and the judge see it."""
+        return query_text(self.messages, self.system)
+
+    @property
+    def cost_limit(self) -> float | None:
+        """The most this query may cost: the caller's limit, else the policy's."""
+        return self.max_cost_usd if self.max_cost_usd is not None else self.policy.budget.max_cost_usd
+
+    def input_tokens(self, *, pessimistic: bool = True) -> int:
+        """The query's input estimate: pessimistic for budgets, optimistic for context windows."""
+        return estimate_input_tokens(self.messages, self.system, pessimistic=pessimistic)
+
+
+@dataclass
+class QueryTrace:
+    """What a query has done so far: one `Attempt` per vendor call, and what they cost."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    spent_usd: float = 0.0
+
+    def record(self, attempt: Attempt) -> Attempt:
+        self.attempts.append(attempt)
+        self.spent_usd += attempt.cost_usd
+        return attempt
+
+
+@dataclass
+class QueryContext:
+    """A query in flight: its spec, its trace, its clock and deadline, and where its events go."""
+
+    spec: QuerySpec
+    trace: QueryTrace = field(default_factory=QueryTrace)
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = _JITTER
+    start: float = 0.0
+    deadline: float = 0.0
+    events: Events = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start = self.clock()
+        self.deadline = self.start + self.spec.policy.budget.deadline_s
+        policy = self.spec.policy
+        self.events = Events(query_id=self.spec.query_id, policy=policy.name, policy_version=policy.version)
+        # Both estimates price every stage of the query: worked out once.
+        self.input_tokens = self.spec.input_tokens()
+        self.input_tokens_optimistic = self.spec.input_tokens(pessimistic=False)
+        self.text = self.spec.text
+
+    @property
+    def policy(self) -> Policy:
+        return self.spec.policy
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return self.trace.attempts
+
+    def remaining(self) -> float:
+        """Seconds left before the query's deadline."""
+        return self.deadline - self.clock()
+
+    def event(self, name: str, **fields: Any) -> None:
+        self.events.emit(name, **fields)

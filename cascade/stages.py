@@ -1,0 +1,158 @@
+"""The three kinds of vendor call a query makes, as steps of the flow: classify (route), answer, judge.
+
+`run_stage` answers with one stage and, where the policy judges it, asks its judge; what it returns is the
+`StageResult` that `cascade.decide` reads, with the completion beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+from cascade.calls import Call, Outcome, Step, attempt_error, record_failure, vendor_call
+from cascade.context import QueryContext
+from cascade.decide import StageResult
+from cascade.errors import JudgeError, UnusableAnswerError
+from cascade.judge import Verdict, build_judge_prompt, parse_json_verdict, score_from_logprobs
+from cascade.policy import Stage
+from cascade.providers import returns_logprobs
+from cascade.providers.base import Completion, CompletionRequest, Message
+from cascade.result import AttemptError
+from cascade.routing import classifier_prompt, parse_label, route_by_rules
+
+LOGPROBS_TOP_N = 20
+
+
+def choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]]:
+    """The entry stage and why: the first matching routing rule, else the classifier's label, else the first stage."""
+    policy = ctx.policy
+    if (ruled := route_by_rules(policy, ctx.text)) is not None:
+        ctx.event("cascade.route", entry_stage=ruled[0], route=ruled[1])
+        return ruled
+    classifier = policy.routing.classifier
+    first = policy.stages[0].name
+    if classifier is None:
+        return first, "default"
+    request = CompletionRequest(
+        model=classifier.model,
+        messages=(Message("user", classifier_prompt(classifier, ctx.text)),),
+        max_output_tokens=classifier.max_output_tokens,
+        timeout_s=classifier.timeout_s,
+    )
+    reply = yield from vendor_call(ctx, Call("classifier", "classify", classifier.provider, request), retries=0)
+    if reply is None:
+        return first, "default (classifier failed)"
+    label = parse_label(reply.completion.text)
+    if label is None:
+        unreadable = AttemptError(type="JudgeError", message=f"unreadable label: {reply.completion.text!r}")
+        ctx.trace.record(reply.attempt(error=unreadable))
+        return first, "default (classifier unreadable)"
+    ctx.trace.record(reply.attempt(label=label))
+    stage = classifier.labels.get(label, first)  # type: ignore[call-overload]
+    ctx.event("cascade.route", entry_stage=stage, route=f"classifier:{label}")
+    return stage, f"classifier:{label}"
+
+
+def run_stage(
+    ctx: QueryContext, index: int, judged: bool
+) -> Generator[Step, Outcome, tuple[StageResult, Completion | None]]:
+    """One stage's answer, judged if `judged`: its result for the decision, and its completion (None: failed)."""
+    stage = ctx.policy.stages[index]
+    spent_before = ctx.trace.spent_usd
+    completion = yield from answer(ctx, stage)
+    if completion is None:
+        return StageResult(index, "failed", cost_usd=ctx.trace.spent_usd - spent_before), None
+    if not judged:
+        return StageResult(index, "answered", cost_usd=ctx.trace.spent_usd - spent_before), completion
+    verdict = yield from judge(ctx, stage, completion.text or "")
+    confidence = verdict.confidence if verdict is not None else 0.0
+    cost = ctx.trace.spent_usd - spent_before
+    return StageResult(index, "answered", confidence, judge_failed=verdict is None, cost_usd=cost), completion
+
+
+def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completion | None]:
+    """The stage's answer, recorded; None when the call failed or the reply is no answer (blocked, truncated)."""
+    system = ctx.spec.system
+    if stage.system_prompt:
+        system = f"{stage.system_prompt}\n\n{system}" if system else stage.system_prompt
+    request = CompletionRequest(
+        model=stage.model,
+        messages=ctx.spec.messages,
+        max_output_tokens=stage.max_output_tokens,
+        temperature=stage.temperature,
+        system=system,
+        timeout_s=stage.timeout_s,
+    )
+    reply = yield from vendor_call(ctx, Call(stage.name, "answer", stage.provider, request), retries=stage.retries)
+    if reply is None:
+        return None
+    completion = reply.completion
+    if not completion.usable:
+        try:
+            completion.answer_text()  # raises the error that says why there is no answer
+        except UnusableAnswerError as exc:
+            record_failure(ctx, reply.attempt(error=attempt_error(exc)))
+            return None
+    attempt = ctx.trace.record(reply.attempt())
+    ctx.event(
+        "cascade.answer",
+        stage=stage.name,
+        provider=stage.provider,
+        model=stage.model,
+        input_tokens=attempt.input_tokens,
+        output_tokens=attempt.output_tokens,
+        cost_usd=attempt.cost_usd,
+        latency_s=attempt.latency_s,
+        **({"query": ctx.text, "answer": completion.text} if ctx.policy.log_text else {}),
+    )
+    return completion
+
+
+def judge(ctx: QueryContext, stage: Stage, answer_text: str) -> Generator[Step, Outcome, Verdict | None]:
+    """The judge's verdict on an answer, recorded; an unreadable verdict is confidence 0, a failed call None."""
+    config = ctx.policy.judge_for(stage)
+    backend = config_backend(ctx, config.provider)
+    method = config.method if returns_logprobs(config.provider, backend) else "json"
+    prompt = build_judge_prompt(ctx.text, answer_text, instructions=config.prompt, method=method)
+    request = CompletionRequest(
+        model=config.model,
+        messages=(Message("user", prompt),),
+        max_output_tokens=config.max_output_tokens,
+        temperature=config.temperature,
+        timeout_s=config.timeout_s,
+        top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
+    )
+    reply = yield from vendor_call(ctx, Call(stage.name, "judge", config.provider, request), retries=config.retries)
+    if reply is None:
+        return None
+    completion = reply.completion
+    try:
+        if method == "logprobs":
+            verdict = score_from_logprobs(completion.first_token_logprobs, completion.text)
+        else:
+            verdict = parse_json_verdict(completion.text)
+    except JudgeError as exc:
+        failed = reply.attempt(confidence=0.0, threshold=stage.threshold, error=attempt_error(exc))
+        record_failure(ctx, failed)
+        return Verdict(confidence=0.0, reason="")  # an unreadable verdict escalates, like a low score
+    attempt = ctx.trace.record(
+        reply.attempt(confidence=verdict.confidence, threshold=stage.threshold, judge_reason=verdict.reason)
+    )
+    ctx.event(
+        "cascade.judge",
+        stage=stage.name,
+        provider=config.provider,
+        model=config.model,
+        input_tokens=attempt.input_tokens,
+        output_tokens=attempt.output_tokens,
+        cost_usd=attempt.cost_usd,
+        latency_s=attempt.latency_s,
+        confidence=verdict.confidence,
+        threshold=stage.threshold,
+    )
+    return verdict
+
+
+def config_backend(ctx: QueryContext, provider: str) -> str | None:
+    """The backend a policy names for a provider (google: genai or generativeai), if any."""
+    config = ctx.policy.providers.get(provider)  # type: ignore[call-overload]
+    return config.backend if config is not None else None
