@@ -1,27 +1,42 @@
-"""The per-query budget: a pessimistic price for a stage before it runs, and whether the query can afford it."""
+"""The per-query budget: no call is made that could take the query past its cost limit.
+
+Every call is reserved before it is sent at a price that cannot be exceeded: its input counted as UTF-8 bytes
+(a byte-level tokeniser never makes more tokens than bytes) plus per-message overhead, and its whole
+`max_output_tokens`. Before a stage starts, the cascade also reserves the stage's judge call, whose prompt then
+holds an answer not yet written: that part is estimated at `ANSWER_BYTES_PER_TOKEN` bytes per output token, and the
+judge call is checked again against its real prompt before it is sent.
+"""
 
 from __future__ import annotations
 
 from cascade.context import QueryContext
-from cascade.policy import Stage
+from cascade.prices import PriceTable
+from cascade.providers.base import CompletionRequest
 
-# Extra tokens the judge prompt adds around the query and the answer (instructions and markers).
+# Tokens a chat API adds around each message (role markers); generous, so that the bound stays a bound.
+MESSAGE_OVERHEAD_TOKENS = 8
+# Only for reserving a judge call before the answer it will grade exists (see the module docstring).
+ANSWER_BYTES_PER_TOKEN = 4
+# What the judge's instructions and markers add to a query and an answer, typically (for the average-query figures
+# of `cascade policy check`; budgets use the real prompt).
 JUDGE_PROMPT_OVERHEAD_TOKENS = 350
 
 
-def estimate_stage_cost(ctx: QueryContext, stage: Stage, judged: bool) -> float:
-    """A pessimistic price for a stage: the input, the stage's max output, and its judge call."""
-    prices = ctx.spec.prices
-    input_tokens = ctx.input_tokens
-    cost = prices.cost(stage.model, input_tokens, stage.max_output_tokens)
-    if judged:
-        judge = ctx.policy.judge_for(stage)
-        judge_input = input_tokens + stage.max_output_tokens + JUDGE_PROMPT_OVERHEAD_TOKENS
-        cost += prices.cost(judge.model, judge_input, judge.max_output_tokens)
-    return cost
+def input_token_bound(request: CompletionRequest, extra_bytes: int = 0) -> int:
+    """At most how many input tokens the request can be billed for."""
+    texts = [m.content for m in request.messages]
+    if request.system:
+        texts.append(request.system)
+    size = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts) + extra_bytes
+    return size + MESSAGE_OVERHEAD_TOKENS * len(texts)
 
 
-def affordable(ctx: QueryContext, stage: Stage, judged: bool) -> bool:
-    """True when the query can pay for the stage on its pessimistic estimate (or has no cost limit)."""
+def call_cost_bound(prices: PriceTable, request: CompletionRequest, extra_bytes: int = 0) -> float:
+    """The most the call can cost: every input byte a token, and the whole output allowance."""
+    return prices.cost(request.model, input_token_bound(request, extra_bytes), request.max_output_tokens)
+
+
+def fits(ctx: QueryContext, cost_usd: float) -> bool:
+    """True when the query can still pay `cost_usd` (or has no cost limit)."""
     limit = ctx.spec.cost_limit
-    return limit is None or ctx.trace.spent_usd + estimate_stage_cost(ctx, stage, judged) <= limit
+    return limit is None or ctx.trace.spent_usd + cost_usd <= limit

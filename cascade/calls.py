@@ -10,6 +10,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cascade.budget import call_cost_bound, fits
 from cascade.context import QueryContext
 from cascade.errors import ProviderError, VendorHTTPError
 from cascade.providers.base import Completion, CompletionRequest
@@ -72,9 +73,14 @@ def vendor_call(ctx: QueryContext, call: Call, *, retries: int) -> Generator[Ste
     """Make a call, retrying retryable errors within the call's timeout and the query's deadline.
 
     Each failed try is recorded in the trace here; a reply is recorded by the caller once it has read it.
-    None when no try succeeded.
+    None when no try succeeded, or when the call could take the query past its cost limit (it is not sent, and
+    `ctx.trace.budget_refused` says so).
     """
     request = call.request
+    if not fits(ctx, call_cost_bound(ctx.spec.prices, request)):
+        ctx.trace.budget_refused = True
+        ctx.event("cascade.budget", stage=call.stage, role=call.role, spent_usd=ctx.trace.spent_usd)
+        return None
     call_deadline = min(ctx.clock() + request.timeout_s, ctx.deadline)
     for retry in range(retries + 1):
         remaining = call_deadline - ctx.clock()
@@ -82,8 +88,8 @@ def vendor_call(ctx: QueryContext, call: Call, *, retries: int) -> Generator[Ste
             break
         # A retry, or a deadline closer than the stage's timeout, gets what is left of the time; a first try with
         # time to spare is sent with the timeout the policy wrote.
-        fits = remaining > request.timeout_s - 0.001
-        sent = call if fits else replace(call, request=replace(request, timeout_s=remaining))
+        full_timeout = remaining > request.timeout_s - 0.001
+        sent = call if full_timeout else replace(call, request=replace(request, timeout_s=remaining))
         outcome = yield sent
         if isinstance(outcome, Completion):
             cost = ctx.spec.prices.cost(

@@ -46,9 +46,9 @@ class QuerySpec:
         """The most this query may cost: the caller's limit, else the policy's."""
         return self.max_cost_usd if self.max_cost_usd is not None else self.policy.budget.max_cost_usd
 
-    def input_tokens(self, *, pessimistic: bool = True) -> int:
-        """The query's input estimate: pessimistic for budgets, optimistic for context windows."""
-        return estimate_input_tokens(self.messages, self.system, pessimistic=pessimistic)
+    def input_tokens(self) -> int:
+        """An optimistic input estimate, for context windows: a query is never refused that a model would take."""
+        return estimate_input_tokens(self.messages, self.system)
 
 
 @dataclass
@@ -57,6 +57,7 @@ class QueryTrace:
 
     attempts: list[Attempt] = field(default_factory=list)
     spent_usd: float = 0.0
+    budget_refused: bool = False  # a call was not sent because it could break the cost limit
 
     def record(self, attempt: Attempt) -> Attempt:
         self.attempts.append(attempt)
@@ -81,9 +82,7 @@ class QueryContext:
         self.deadline = self.start + self.spec.policy.budget.deadline_s
         policy = self.spec.policy
         self.events = Events(query_id=self.spec.query_id, policy=policy.name, policy_version=policy.version)
-        # Both estimates price every stage of the query: worked out once.
         self.input_tokens = self.spec.input_tokens()
-        self.input_tokens_optimistic = self.spec.input_tokens(pessimistic=False)
         self.text = self.spec.text
 
     @property

@@ -164,7 +164,7 @@ class Cascade:
         policy = self._policy(policy_name)
         messages, system_prompt = normalize_query(query, system)
         prices, largest_window = self._policy_facts(policy)
-        tokens = estimate_input_tokens(messages, system_prompt, pessimistic=False)
+        tokens = estimate_input_tokens(messages, system_prompt)
         if largest_window is not None and tokens > largest_window:
             from cascade.errors import InvalidQueryError
 

@@ -9,18 +9,32 @@ Both are generators of `cascade.calls` steps, performed by the drivers in `casca
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cascade.budget import affordable
+from cascade.budget import fits
 from cascade.calls import Outcome, Step
 from cascade.context import QueryContext
 from cascade.decide import Done, Rules, StageResult, Try, decide, settle
 from cascade.errors import BudgetExhaustedError, CascadeExhausted
+from cascade.policy import Stage
 from cascade.providers.base import Completion
 from cascade.result import CascadeResult, PolicyRef
-from cascade.stages import choose_entry, run_stage
+from cascade.stages import choose_entry, run_stage, stage_cost_bound
 
 Flow = Generator[Step, Outcome, CascadeResult]
+
+
+@dataclass
+class _Progress:
+    """How far a query has come: where it entered, what each stage produced, and what stopped it early."""
+
+    entry: int
+    entry_name: str
+    route: str
+    results: list[StageResult] = field(default_factory=list)
+    completions: dict[int, Completion] = field(default_factory=dict)
+    escalations: int = 0  # every stage moved to after the entry counts, run or not (skipped, out of budget)
+    budget_exhausted: bool = False
 
 
 def cascade_flow(ctx: QueryContext) -> Flow:
@@ -28,44 +42,47 @@ def cascade_flow(ctx: QueryContext) -> Flow:
     policy = ctx.policy
     rules = Rules.of(policy)
     entry_name, route = yield from choose_entry(ctx)
-    entry = policy.stage_index(entry_name)
-    results: list[StageResult] = []
-    completions: dict[int, Completion] = {}
-    escalations, budget_exhausted = 0, False
-    decision = decide(rules, entry, results)
+    run = _Progress(policy.stage_index(entry_name), entry_name, route)
+    decision = decide(rules, run.entry, run.results)
     while isinstance(decision, Try):
         index = decision.stage
         stage = policy.stages[index]
-        escalations += index > entry  # every stage moved to counts, run or not (skipped, out of budget)
-        price = ctx.spec.prices.find(stage.model)
-        window = price.context_window if price is not None else None
-        if window is not None and ctx.input_tokens_optimistic > window:
+        run.escalations += index > run.entry
+        if _beyond_context_window(ctx, stage):
             ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason="query exceeds context window")
-            results.append(StageResult(index, "skipped"))
-        elif not affordable(ctx, stage, rules.judged[index]):
-            spent, limit = ctx.trace.spent_usd, ctx.spec.cost_limit
-            ctx.event("cascade.budget", stage=stage.name, spent_usd=spent, max_cost_usd=limit)
-            decision, budget_exhausted = settle(results, "budget exhausted"), True
+            run.results.append(StageResult(index, "skipped"))
+        elif not fits(ctx, stage_cost_bound(ctx, stage, rules.judged[index])):
+            ctx.event(
+                "cascade.budget", stage=stage.name, spent_usd=ctx.trace.spent_usd, max_cost_usd=ctx.spec.cost_limit
+            )
+            decision, run.budget_exhausted = settle(run.results, "budget exhausted"), True
             break
         elif ctx.remaining() <= 0:
-            decision = settle(results, "query deadline passed")
+            decision = settle(run.results, "query deadline passed")
             break
         else:
             result, completion = yield from run_stage(ctx, index, rules.judged[index])
-            results.append(result)
+            run.results.append(result)
             if completion is not None:
-                completions[index] = completion
-        decision = decide(rules, entry, results)
-        if isinstance(decision, Try) and results[-1].answered:
+                run.completions[index] = completion
+            if ctx.trace.budget_refused:  # the judge call could not be afforded once the answer was in
+                decision, run.budget_exhausted = settle(run.results, "budget exhausted"), True
+                break
+        decision = decide(rules, run.entry, run.results)
+        if isinstance(decision, Try) and run.results[-1].answered:
             ctx.event(
                 "cascade.escalate",
                 stage=stage.name,
                 to_stage=policy.stages[decision.stage].name,
-                confidence=results[-1].confidence,
+                confidence=run.results[-1].confidence,
                 threshold=stage.threshold,
             )
-    settled = _result(ctx, decision, results, completions, (entry_name, route), (escalations, budget_exhausted))
-    return _settled(ctx, decision, settled)
+    return _settled(ctx, decision, _result(ctx, decision, run))
+
+
+def _beyond_context_window(ctx: QueryContext, stage: Stage) -> bool:
+    price = ctx.spec.prices.find(stage.model)
+    return price is not None and price.context_window is not None and ctx.input_tokens > price.context_window
 
 
 def _settled(ctx: QueryContext, done: Done, result: CascadeResult) -> CascadeResult:
@@ -96,22 +113,15 @@ def _settled(ctx: QueryContext, done: Done, result: CascadeResult) -> CascadeRes
     return result
 
 
-def _result(
-    ctx: QueryContext,
-    done: Done,
-    results: list[StageResult],
-    completions: dict[int, Completion],
-    routed: tuple[str, str],
-    counts: tuple[int, bool],
-) -> CascadeResult:
-    (entry, route), (escalations, budget_exhausted) = routed, counts
-    policy, prices = ctx.policy, ctx.spec.prices
+def _result(ctx: QueryContext, done: Done, run: _Progress) -> CascadeResult:
+    policy = ctx.policy
     stage = policy.stages[done.stage] if done.stage is not None else None
-    completion = completions.get(done.stage) if done.stage is not None else None
-    chosen = next((r for r in results if r.stage == done.stage), None)
+    completion = run.completions.get(done.stage) if done.stage is not None else None
+    chosen = next((r for r in run.results if r.stage == done.stage), None)
     flagship = 0.0
     if completion is not None:
-        flagship = prices.cost(policy.stages[-1].model, completion.input_tokens, completion.output_tokens)
+        # An estimate: the last stage asked for the same input tokens and the same output length.
+        flagship = ctx.spec.prices.cost(policy.stages[-1].model, completion.input_tokens, completion.output_tokens)
     return CascadeResult(
         query_id=ctx.spec.query_id,
         answer=completion.text if completion is not None else None,
@@ -123,10 +133,10 @@ def _result(
         cost_usd=ctx.trace.spent_usd,
         flagship_cost_usd=flagship,
         latency_s=ctx.clock() - ctx.start,
-        escalations=escalations,
-        budget_exhausted=budget_exhausted,
-        entry_stage=entry,
-        route=route,
+        escalations=run.escalations,
+        budget_exhausted=run.budget_exhausted,
+        entry_stage=run.entry_name,
+        route=run.route,
         policy=PolicyRef(name=policy.name, version=policy.version),
         attempts=ctx.attempts,
     )

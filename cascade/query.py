@@ -10,12 +10,9 @@ from cascade.providers.base import Message
 
 Query = str | Sequence[Mapping[str, Any]]
 
-# A pessimistic characters-per-token ratio for budget estimates (real text runs about 4; code and other
-# languages run lower). The context-window check uses the optimistic ratio so as never to refuse a query
-# a model would take.
-CHARS_PER_TOKEN_PESSIMISTIC = 3.0
-CHARS_PER_TOKEN_OPTIMISTIC = 4.0
-MESSAGE_OVERHEAD_TOKENS = 8
+# Characters per token for the context-window check: optimistic (real text runs about 4), so as never to refuse a
+# query a model would take. Budgets use a true upper bound instead (`cascade.budget`).
+CHARS_PER_TOKEN = 4.0
 
 
 def normalize_query(query: Any, system: Any = None) -> tuple[tuple[Message, ...], str | None]:
@@ -72,9 +69,7 @@ def query_text(messages: Sequence[Message], system: str | None = None) -> str:
     return "\n\n".join(m.content for m in messages if m.role == "user")
 
 
-def estimate_input_tokens(messages: Sequence[Message], system: str | None, *, pessimistic: bool = True) -> int:
-    """A token count without a tokenizer: pessimistic for budgets, optimistic for context windows."""
-    ratio = CHARS_PER_TOKEN_PESSIMISTIC if pessimistic else CHARS_PER_TOKEN_OPTIMISTIC
+def estimate_input_tokens(messages: Sequence[Message], system: str | None) -> int:
+    """An optimistic token count without a tokenizer, for context windows."""
     chars = sum(len(m.content) for m in messages) + len(system or "")
-    overhead = MESSAGE_OVERHEAD_TOKENS * (len(messages) + (1 if system else 0)) if pessimistic else 0
-    return int(chars / ratio) + 1 + overhead
+    return int(chars / CHARS_PER_TOKEN) + 1

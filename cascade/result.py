@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field
 
 AttemptRole = Literal["answer", "judge", "classify"]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(value: object) -> object:
+    """Text with any lone surrogate replaced by U+FFFD: a vendor may send one as a JSON escape ("\\ud800"), which
+    is no character and cannot be written as UTF-8, so a result holding it could not be saved or sent on."""
+    return _LONE_SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
+# Every text field that can hold what a vendor sent.
+Text = Annotated[str, BeforeValidator(_valid_unicode)]
 
 
 class AttemptError(BaseModel):
@@ -15,7 +28,7 @@ class AttemptError(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type: str = Field(description="The cascade error class, e.g. RateLimitedError, JudgeError.")
-    message: str
+    message: Text
     status_code: int | None = None
     retry_after: float | None = None
 
@@ -29,18 +42,18 @@ class Attempt(BaseModel):
     role: AttemptRole
     provider: str
     model: str = Field(description="The model asked for (the policy's id).")
-    served_by: str | None = Field(None, description="The model the vendor says answered.")
+    served_by: Text | None = Field(None, description="The model the vendor says answered.")
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    finish_reason: str | None = None
+    finish_reason: Text | None = None
     confidence: float | None = None
     threshold: float | None = None
-    judge_reason: str | None = None
-    label: str | None = Field(None, description="The classifier's label, for role=classify.")
-    request_id: str | None = None
+    judge_reason: Text | None = None
+    label: Text | None = Field(None, description="The classifier's label, for role=classify.")
+    request_id: Text | None = None
     retry: int = Field(0, description="0 for the first try of this call, 1 for the first retry, ...")
     error: AttemptError | None = None
 
@@ -56,7 +69,7 @@ class CascadeResult(BaseModel):
     """The outcome of one query. Serializes to JSON with `model_dump_json()`."""
 
     query_id: str
-    answer: str | None = Field(description="The accepted answer; None only when no tier produced one.")
+    answer: Text | None = Field(description="The accepted answer; None only when no tier produced one.")
     stage: str | None = Field(description="The stage whose answer was returned.")
     provider: str | None
     model: str | None

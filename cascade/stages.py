@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from cascade.budget import ANSWER_BYTES_PER_TOKEN, call_cost_bound
 from cascade.calls import Call, Outcome, Step, attempt_error, record_failure, vendor_call
 from cascade.context import QueryContext
 from cascade.decide import StageResult
@@ -40,7 +41,8 @@ def choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]]
     )
     reply = yield from vendor_call(ctx, Call("classifier", "classify", classifier.provider, request), retries=0)
     if reply is None:
-        return first, "default (classifier failed)"
+        why = "over budget" if ctx.trace.budget_refused else "failed"
+        return first, f"default (classifier {why})"
     label = parse_label(reply.completion.text)
     if label is None:
         unreadable = AttemptError(type="JudgeError", message=f"unreadable label: {reply.completion.text!r}")
@@ -69,12 +71,12 @@ def run_stage(
     return StageResult(index, "answered", confidence, judge_failed=verdict is None, cost_usd=cost), completion
 
 
-def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completion | None]:
-    """The stage's answer, recorded; None when the call failed or the reply is no answer (blocked, truncated)."""
+def answer_request(ctx: QueryContext, stage: Stage) -> CompletionRequest:
+    """What a stage is asked: the query, under the stage's own system prompt (first) and the caller's."""
     system = ctx.spec.system
     if stage.system_prompt:
         system = f"{stage.system_prompt}\n\n{system}" if system else stage.system_prompt
-    request = CompletionRequest(
+    return CompletionRequest(
         model=stage.model,
         messages=ctx.spec.messages,
         max_output_tokens=stage.max_output_tokens,
@@ -82,6 +84,36 @@ def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completi
         system=system,
         timeout_s=stage.timeout_s,
     )
+
+
+def judge_request(ctx: QueryContext, stage: Stage, answer_text: str) -> CompletionRequest:
+    """What the stage's judge is asked about an answer (JSON verdict, or one score token where logprobs exist)."""
+    config = ctx.policy.judge_for(stage)
+    method = config.method if returns_logprobs(config.provider, config_backend(ctx, config.provider)) else "json"
+    prompt = build_judge_prompt(ctx.text, answer_text, instructions=config.prompt, method=method)
+    return CompletionRequest(
+        model=config.model,
+        messages=(Message("user", prompt),),
+        max_output_tokens=config.max_output_tokens,
+        temperature=config.temperature,
+        timeout_s=config.timeout_s,
+        top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
+    )
+
+
+def stage_cost_bound(ctx: QueryContext, stage: Stage, judged: bool) -> float:
+    """What to reserve before a stage starts: its answer call and, if judged, its judge call (`cascade.budget`)."""
+    prices = ctx.spec.prices
+    cost = call_cost_bound(prices, answer_request(ctx, stage))
+    if judged:
+        answer_bytes = stage.max_output_tokens * ANSWER_BYTES_PER_TOKEN
+        cost += call_cost_bound(prices, judge_request(ctx, stage, ""), extra_bytes=answer_bytes)
+    return cost
+
+
+def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completion | None]:
+    """The stage's answer, recorded; None when the call failed or the reply is no answer (blocked, truncated)."""
+    request = answer_request(ctx, stage)
     reply = yield from vendor_call(ctx, Call(stage.name, "answer", stage.provider, request), retries=stage.retries)
     if reply is None:
         return None
@@ -110,23 +142,13 @@ def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completi
 def judge(ctx: QueryContext, stage: Stage, answer_text: str) -> Generator[Step, Outcome, Verdict | None]:
     """The judge's verdict on an answer, recorded; an unreadable verdict is confidence 0, a failed call None."""
     config = ctx.policy.judge_for(stage)
-    backend = config_backend(ctx, config.provider)
-    method = config.method if returns_logprobs(config.provider, backend) else "json"
-    prompt = build_judge_prompt(ctx.text, answer_text, instructions=config.prompt, method=method)
-    request = CompletionRequest(
-        model=config.model,
-        messages=(Message("user", prompt),),
-        max_output_tokens=config.max_output_tokens,
-        temperature=config.temperature,
-        timeout_s=config.timeout_s,
-        top_logprobs=LOGPROBS_TOP_N if method == "logprobs" else None,
-    )
+    request = judge_request(ctx, stage, answer_text)
     reply = yield from vendor_call(ctx, Call(stage.name, "judge", config.provider, request), retries=config.retries)
     if reply is None:
         return None
     completion = reply.completion
     try:
-        if method == "logprobs":
+        if request.top_logprobs is not None:
             verdict = score_from_logprobs(completion.first_token_logprobs, completion.text)
         else:
             verdict = parse_json_verdict(completion.text)
