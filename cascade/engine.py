@@ -12,13 +12,13 @@ import os
 import threading
 import time
 from collections.abc import Generator, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cascade.batch import Batch
 from cascade.calls import Call, Outcome, Sleep, Step
 from cascade.context import BACKOFF_BASE_S, QueryContext, QuerySpec
-from cascade.errors import CascadeError, MalformedResponseError, ProviderError, VendorTimeoutError
+from cascade.errors import BatchError, CascadeError, MalformedResponseError, ProviderError, VendorTimeoutError
 from cascade.flow import cascade_flow
 from cascade.policy import Policy, load_policy
 from cascade.prices import PriceTable
@@ -104,43 +104,27 @@ class Cascade:
     def run_many(
         self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
     ) -> list[Any]:
-        """Answer many queries on `concurrency` threads; results in input order.
+        """Answer many queries on up to `concurrency` threads; one outcome per query, in input order.
 
-        With `return_exceptions=True` a failed query's `CascadeError` takes its place in the list instead of
-        being raised (the others are kept either way: every query runs to its end).
+        Every query runs to its end whatever another one does. If any failed, one `BatchError` is raised once
+        all have ended, and its `outcomes` holds every result and every error, in input order; with
+        `return_exceptions=True` the list is returned instead, each failed query's exception in its place.
+        `kwargs` (`system=`, `policy=`, `max_cost_usd=`) apply to every query. To have each outcome as it ends
+        (to save it), run the batch yourself: `cascade.batch.Batch(16, on_result=save).map(router.run, queries)`.
         """
-        items = list(queries)
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-
-        def one(query: Query) -> Any:
-            try:
-                return self.run(query, **kwargs)
-            except CascadeError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=min(concurrency, max(len(items), 1))) as pool:
-            results = list(pool.map(one, items))
-        return _settle(results, return_exceptions)
+        outcomes = Batch(concurrency).map(lambda query: self.run(query, **kwargs), list(queries))
+        return _settle(outcomes, return_exceptions)
 
     async def arun_many(
         self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
     ) -> list[Any]:
-        """Answer many queries concurrently on the running loop; results in input order."""
-        items = list(queries)
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        semaphore = asyncio.Semaphore(concurrency)
+        """The async twin of `run_many`, on the running loop with at most `concurrency` queries in flight.
 
-        async def one(query: Query) -> Any:
-            async with semaphore:
-                try:
-                    return await self.arun(query, **kwargs)
-                except CascadeError as exc:
-                    return exc
-
-        results = await asyncio.gather(*(one(q) for q in items))
-        return _settle(list(results), return_exceptions)
+        Cancelling it cancels every query it started; it leaves no task behind. Outcomes as they end:
+        `await cascade.batch.Batch(16, on_result=save).amap(router.arun, queries)`.
+        """
+        outcomes = await Batch(concurrency).amap(lambda query: self.arun(query, **kwargs), list(queries))
+        return _settle(outcomes, return_exceptions)
 
     async def aclose(self) -> None:
         """Close every vendor client this router opened (call it on the loop that made the async calls)."""
@@ -304,9 +288,9 @@ def _as_provider_error(exc: Exception, call: Call) -> ProviderError:
     )
 
 
-def _settle(results: list[Any], return_exceptions: bool) -> list[Any]:
-    if not return_exceptions:
-        for item in results:
-            if isinstance(item, BaseException):
-                raise item
-    return results
+def _settle(outcomes: list[Any], return_exceptions: bool) -> list[Any]:
+    """The batch's outcomes, or one `BatchError` carrying all of them when a query failed."""
+    failed = next((item for item in outcomes if isinstance(item, BaseException)), None)
+    if failed is not None and not return_exceptions:
+        raise BatchError(outcomes) from failed
+    return outcomes

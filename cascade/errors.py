@@ -6,7 +6,9 @@ describe one vendor call (and are recorded in the trace) or the fate of a whole 
     │   ├── PolicyError                 a policy file or dict is invalid (file, field path, problem)
     │   ├── MissingAPIKeyError          names the environment variable to set
     │   ├── MissingDependencyError      names the extra to install (`pip install 'cascade-router[openai]'`)
-    │   └── InvalidQueryError           also a ValueError: empty, non-text or oversized query
+    │   ├── InvalidQueryError           also a ValueError: empty, non-text or oversized query
+    │   ├── InvalidArgumentError        also a ValueError: an argument out of range (`concurrency=0`)
+    │   └── JSONLinesError              a JSON-lines file cannot be used (file, line, problem)
     ├── ProviderError                   one vendor call failed (provider, model)
     │   ├── VendorHTTPError             status_code, body, retry_after
     │   │   ├── AuthenticationError     401, 403
@@ -22,7 +24,8 @@ describe one vendor call (and are recorded in the trace) or the fate of a whole 
     │       └── TruncatedError          stopped at max output tokens
     ├── JudgeError                      a judge reply that is not {"score": 0-10, "reason": ...}
     ├── BudgetExhaustedError            the budget allowed no answer at all (carries the result)
-    └── CascadeExhausted                every tier failed (carries the result and its attempts)
+    ├── CascadeExhausted                every tier failed (carries the result and its attempts)
+    └── BatchError                      queries of a batch failed (carries every query's outcome)
 
 Messages never contain API keys: adapters build them from status codes and vendor error bodies, and
 `redact()` masks anything key-shaped that a vendor chose to echo back.
@@ -39,11 +42,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
     "BudgetExhaustedError",
     "CascadeError",
     "CascadeExhausted",
     "ContentBlockedError",
+    "InvalidArgumentError",
     "InvalidQueryError",
+    "JSONLinesError",
     "JudgeError",
     "MalformedResponseError",
     "MissingAPIKeyError",
@@ -126,8 +132,8 @@ class MissingAPIKeyError(UsageError):
         self.env_vars = env_vars
         names = " or ".join(env_vars)
         super().__init__(
-            f"no API key for {provider}: set {names} (or pass api_key explicitly). "
-            "To try cascade without keys, run `cascade demo`."
+            f"no API key for {provider}: set {names}, or pass it from Python as "
+            f"Cascade(..., api_keys={{{provider!r}: '<key>'}}). To try cascade without keys, run `cascade demo`."
         )
 
 
@@ -142,6 +148,14 @@ class MissingDependencyError(UsageError):
 
 class InvalidQueryError(UsageError, ValueError):
     """The query cannot be sent: empty, not text, or longer than every stage accepts."""
+
+
+class InvalidArgumentError(UsageError, ValueError):
+    """An argument is out of range (for example `concurrency=0`); a ValueError too, for callers that catch those."""
+
+
+class JSONLinesError(UsageError):
+    """A JSON-lines file (queries, results, traces) cannot be used. The message reads `FILE:LINE: problem`."""
 
 
 class ProviderError(CascadeError):
@@ -263,3 +277,20 @@ class CascadeExhausted(CascadeError):
     @property
     def attempts(self) -> list[Any]:
         return list(self.result.attempts)
+
+
+class BatchError(CascadeError):
+    """Queries of a batch failed (`run_many` / `arun_many` without `return_exceptions`); nothing is lost.
+
+    `outcomes` has one entry per query in input order: its `CascadeResult`, or the exception it ended with.
+    `errors` maps the index of each failed query to its exception. Raised from the first of them.
+    """
+
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        self.errors: dict[int, BaseException] = {
+            index: outcome for index, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)
+        }
+        first = next(iter(self.errors.items()), None)
+        detail = f"; the first, query {first[0]}: {type(first[1]).__name__}: {first[1]}" if first else ""
+        super().__init__(redact(f"{len(self.errors)} of {len(outcomes)} queries failed{detail}"))

@@ -5,6 +5,7 @@ Shared by `cascade demo`, `cascade run` and anything that wants the same figures
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -14,11 +15,11 @@ from cascade.result import CascadeResult
 
 @dataclass
 class ModelTotals:
+    """Calls to one model over many results, failed ones included."""
+
     provider: str
     model: str
-    answer_calls: int = 0
-    judge_calls: int = 0
-    other_calls: int = 0
+    calls: Counter[str] = field(default_factory=Counter)  # by attempt role: answer, judge, classify
     failed_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -27,9 +28,11 @@ class ModelTotals:
 
 @dataclass
 class StageTotals:
+    """What one stage did over many results."""
+
     name: str
     entered: int = 0  # queries that asked this stage for an answer
-    accepted: int = 0  # queries whose returned answer came from this stage
+    answered: int = 0  # queries whose returned answer came from this stage (accepted or best effort)
     escalated: int = 0  # queries that moved on from this stage
 
     @property
@@ -39,6 +42,8 @@ class StageTotals:
 
 @dataclass
 class Summary:
+    """Totals over many results: `answered` counts queries that got an answer, `failed` those that got none."""
+
     queries: int = 0
     answered: int = 0
     failed: int = 0
@@ -70,12 +75,7 @@ def summarize(results: Iterable[CascadeResult], policy: Policy) -> Summary:
             totals = summary.models.setdefault(
                 (attempt.provider, attempt.model), ModelTotals(attempt.provider, attempt.model)
             )
-            if attempt.role == "answer":
-                totals.answer_calls += 1
-            elif attempt.role == "judge":
-                totals.judge_calls += 1
-            else:
-                totals.other_calls += 1
+            totals.calls[attempt.role] += 1
             totals.failed_calls += attempt.error is not None
             totals.input_tokens += attempt.input_tokens
             totals.output_tokens += attempt.output_tokens
@@ -85,6 +85,6 @@ def summarize(results: Iterable[CascadeResult], policy: Policy) -> Summary:
             if name in summary.stages:
                 summary.stages[name].entered += 1
                 summary.stages[name].escalated += position < len(tried) - 1
-        if result.stage in summary.stages:
-            summary.stages[result.stage].accepted += 1
+        if result.answer is not None and result.stage in summary.stages:
+            summary.stages[result.stage].answered += 1
     return summary

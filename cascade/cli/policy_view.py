@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from cascade.budget import JUDGE_PROMPT_OVERHEAD_TOKENS
-from cascade.cli.render import usd
+from cascade.cli.render import Column, Sheet, money, show
 from cascade.errors import PolicyError
 from cascade.policy import Policy
 
@@ -38,16 +38,25 @@ def check_policies(files: list[Path], out: Console, err: Console) -> bool:
         try:
             policy = Policy.from_file(path)
         except PolicyError as exc:
-            err.print(f"[bold red]invalid[/] {exc}", highlight=False, markup=True)
+            err.print(f"[bold red]invalid[/] {escape(str(exc))}", highlight=False)
             ok = False
             continue
-        table = Table(title=f"{path}: {policy.name} v{policy.version} - valid")
-        for column in ("stage", "provider", "model", "threshold", "judge", "answer", "+ judge"):
-            table.add_column(column, justify="right" if column in ("threshold", "answer", "+ judge") else "left")
-        for stage, (name, answer, judge_cost) in zip(policy.stages, stage_prices(policy), strict=True):
+        prices = stage_prices(policy)
+        usd = money([cost for _, *costs in prices for cost in costs] + [policy.budget.max_cost_usd or 0.0])
+        budget = usd(policy.budget.max_cost_usd) if policy.budget.max_cost_usd else "none"
+        columns = [Column(n) for n in ("stage", "provider", "model")] + [Column("threshold", numeric=True)]
+        columns += [Column("judge"), Column("answer", numeric=True), Column("+ judge", numeric=True)]
+        sheet = Sheet(
+            f"{path}: {policy.name} v{policy.version} - valid",
+            columns,
+            caption=f"price of an average query ({AVERAGE_INPUT_TOKENS} tokens in, {AVERAGE_OUTPUT_TOKENS} out) at "
+            f"each stage; {len(policy.routing.rules)} routing rule(s); budget {budget} per query; "
+            f"on_error={policy.on_error}",
+        )
+        for stage, (name, answer, judge_cost) in zip(policy.stages, prices, strict=True):
             judge = policy.judge_for(stage)
             judged = judge_cost > 0
-            table.add_row(
+            sheet.add(
                 name,
                 stage.provider,
                 stage.model,
@@ -56,11 +65,5 @@ def check_policies(files: list[Path], out: Console, err: Console) -> bool:
                 usd(answer),
                 usd(judge_cost) if judged else "-",
             )
-        table.caption = (
-            f"price of an average query ({AVERAGE_INPUT_TOKENS} tokens in, {AVERAGE_OUTPUT_TOKENS} out) at each stage; "
-            f"{len(policy.routing.rules)} routing rule(s); budget "
-            f"{usd(policy.budget.max_cost_usd) if policy.budget.max_cost_usd else 'none'} per query; "
-            f"on_error={policy.on_error}"
-        )
-        out.print(table)
+        show(out, sheet)
     return ok

@@ -27,6 +27,13 @@ def verdict(score: int, reason: str) -> wire.FakeReply:
     return wire.openai_chat(json.dumps({"score": score, "reason": reason}), prompt_tokens=300, completion_tokens=16)
 
 
+# The replies one Canberra question gets: the answer, then the judge's verdict.
+CANBERRA = (
+    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
+    verdict(10, "Canberra is the capital."),
+)
+
+
 def test_help_lists_every_command() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
@@ -77,11 +84,7 @@ def test_policy_schema_is_the_committed_schema() -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor(
-    "openai",
-    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
-    verdict(10, "Canberra is the capital."),
-)
+@pytest.mark.fake_vendor("openai", *CANBERRA)
 def test_ask_prints_the_answer_and_the_attempts() -> None:
     result = invoke("ask", "What is the capital of Australia?", "--policy", DEFAULT)
     assert result.exit_code == 0, result.output
@@ -90,11 +93,7 @@ def test_ask_prints_the_answer_and_the_attempts() -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor(
-    "openai",
-    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
-    verdict(10, "Canberra is the capital."),
-)
+@pytest.mark.fake_vendor("openai", *CANBERRA)
 def test_ask_json_from_stdin() -> None:
     result = invoke("ask", "-", "--policy", DEFAULT, "--json", input="What is the capital of Australia?")
     assert result.exit_code == 0, result.output
@@ -189,11 +188,7 @@ def test_run_rejects_a_bad_input_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.vcr
-@pytest.mark.fake_vendor(
-    "openai",
-    wire.openai_chat("Canberra.", prompt_tokens=14, completion_tokens=3),
-    verdict(10, "Canberra is the capital."),
-)
+@pytest.mark.fake_vendor("openai", *CANBERRA)
 def test_verbose_shows_structlog_events() -> None:
     result = invoke("ask", "What is the capital of Australia?", "--policy", DEFAULT, "--verbose")
     assert result.exit_code == 0

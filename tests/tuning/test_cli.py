@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,8 +14,7 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
-import cascade.cli.tuning_commands as commands
-from cascade.cli import app
+from cascade.cli import app, common
 from cascade.engine import Cascade
 from cascade.policy import Policy
 from cascade.providers.base import CompletionRequest
@@ -119,7 +119,9 @@ def test_collect_is_concurrent_and_a_failed_row_is_retried(tmp_path: Path, monke
         routers.append(providers)
         return router
 
-    monkeypatch.setattr(commands, "_load_router", load)
+    monkeypatch.setattr(common, "load_router", load)
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(var, "scripted-test-key")  # the vendors' check before the first query looks for them
     rows = [{"id": str(i), "query": f"question {i}"} for i in range(8)] + [{"id": "empty", "query": "   "}]
     queries, out = write_lines(tmp_path / "q.jsonl", rows), tmp_path / "t.jsonl"
     args = ["collect", "--policy", DEFAULT, "--input", str(queries), "--output", str(out), "-c", "4"]
@@ -244,3 +246,10 @@ def test_help_lists_the_commands_and_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_eval_json_has_no_float_noise() -> None:
+    result = invoke("eval", "--policy", DEFAULT, "--traces", DEMO_TRACES, "--json")
+    assert result.exit_code == 0
+    assert not re.search(r"\d\.\d{13,}", result.stdout)  # 0.000480105, not 0.00048010500000000004
+    assert json.loads(result.stdout)["cascade"]["cost_per_query"] == pytest.approx(0.000480105)

@@ -12,7 +12,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from cascade import BudgetExhaustedError, Cascade, CascadeExhausted, load_policy
-from cascade.errors import OverloadedError, RateLimitedError, VendorConnectionError
+from cascade.errors import BatchError, OverloadedError, RateLimitedError, VendorConnectionError
 from cascade.policy import Policy
 from cascade.prices import load_prices
 from cascade.providers.base import CompletionRequest
@@ -277,8 +277,9 @@ def test_run_many_keeps_order_and_can_return_errors() -> None:
     assert isinstance(results[3], CascadeExhausted)
     assert [x.answer for i, x in enumerate(results) if i != 3] == [f"answer to q{i}" for i in (0, 1, 2, 4, 5)]
     assert providers["openai"].max_in_flight > 1
-    with pytest.raises(CascadeExhausted):
+    with pytest.raises(BatchError) as raised:
         r.run_many(["q3"])
+    assert isinstance(raised.value.outcomes[0], CascadeExhausted) and list(raised.value.errors) == [0]
 
 
 async def test_run_works_inside_a_running_event_loop() -> None:
