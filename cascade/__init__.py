@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_prices": "cascade.prices",
     "CascadeError": "cascade.errors",
     "CascadeExhausted": "cascade.errors",
+    "BatchError": "cascade.errors",
     "BudgetExhaustedError": "cascade.errors",
     "PolicyError": "cascade.errors",
     "MissingAPIKeyError": "cascade.errors",

@@ -18,10 +18,17 @@ from typing import Any, TypeVar
 from cascade.batch import Batch
 from cascade.calls import Call, Outcome, Sleep, Step
 from cascade.context import BACKOFF_BASE_S, QueryContext, QuerySpec
-from cascade.errors import BatchError, CascadeError, MalformedResponseError, ProviderError, VendorTimeoutError
+from cascade.errors import (
+    BatchError,
+    CascadeError,
+    InvalidArgumentError,
+    InvalidQueryError,
+    MalformedResponseError,
+    ProviderError,
+    VendorTimeoutError,
+)
 from cascade.flow import cascade_flow
 from cascade.policy import Policy, load_policy
-from cascade.prices import PriceTable
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
 from cascade.providers.base import Provider, ProviderSettings
 from cascade.query import Query, estimate_input_tokens, normalize_query
@@ -55,19 +62,17 @@ class Cascade:
         loaded = [p if isinstance(p, Policy) else load_policy(p) for p in (policy, *more_policies)]
         self.policies: dict[str, Policy] = {p.name: p for p in loaded}
         self.default_policy = loaded[0]
+        self._prices = {p.name: p.price_table() for p in loaded}
         self._injected = dict(providers or {})
         self._api_keys = dict(api_keys or {})
         self._providers: dict[tuple[Any, ...], Provider] = {}
-        # Per policy name, worked out on first use: (policy, its price table, its largest context window), and
-        # (policy, vendor) -> adapter. The policy object is kept and compared, so a different one is worked out anew.
-        self._facts: dict[str, tuple[Policy, PriceTable, int | None]] = {}
-        self._resolved: dict[tuple[str, str], tuple[Policy, Provider]] = {}
         self._lock = threading.Lock()
         self.retry_backoff_s = retry_backoff_s
 
     @classmethod
     def from_policy(cls, policy: Policy | str | Path, *more: Policy | str | Path, **kwargs: Any) -> Cascade:
-        """Build a router from policy files or `Policy` objects; the first is the default."""
+        """`Cascade(...)` under the name the docs use: policies by path, shipped name or `Policy`; the first is
+        the default."""
         return cls(policy, *more, **kwargs)
 
     def __repr__(self) -> str:
@@ -147,16 +152,15 @@ class Cascade:
         """Check a query and set up its context (raises `InvalidQueryError` before any call)."""
         policy = self._policy(policy_name)
         messages, system_prompt = normalize_query(query, system)
-        prices, largest_window = self._policy_facts(policy)
+        prices = self._prices[policy.name]
         tokens = estimate_input_tokens(messages, system_prompt)
-        if largest_window is not None and tokens > largest_window:
-            from cascade.errors import InvalidQueryError
-
+        windows = [p.context_window for s in policy.stages if (p := prices.find(s.model)) and p.context_window]
+        if windows and tokens > max(windows):
             raise InvalidQueryError(
-                f"query is about {tokens} tokens, beyond every stage's context window (largest {largest_window})"
+                f"query is about {tokens} tokens, beyond every stage's context window (largest {max(windows)})"
             )
         if max_cost is not None and max_cost <= 0:
-            raise ValueError("max_cost_usd must be positive")
+            raise InvalidArgumentError(f"max_cost_usd must be positive, got {max_cost}")
         spec = QuerySpec(
             policy=policy,
             prices=prices,
@@ -174,24 +178,11 @@ class Cascade:
         try:
             return self.policies[name]
         except KeyError:
-            raise ValueError(f"no policy named {name!r}; loaded: {', '.join(self.policies)}") from None
-
-    def _policy_facts(self, policy: Policy) -> tuple[PriceTable, int | None]:
-        """The policy's price table and largest context window, worked out once rather than on every query."""
-        facts = self._facts.get(policy.name)
-        if facts is None or facts[0] is not policy:
-            prices = policy.price_table()
-            windows = [w for s in policy.stages if (p := prices.find(s.model)) and (w := p.context_window)]
-            facts = self._facts[policy.name] = (policy, prices, max(windows) if windows else None)
-        return facts[1], facts[2]
+            raise InvalidArgumentError(f"no policy named {name!r}; loaded: {', '.join(self.policies)}") from None
 
     def _provider(self, policy: Policy, name: str) -> Provider:
         if name in self._injected:
             return self._injected[name]
-        # The adapter depends only on the policy and the vendor: look it up once, not on every call.
-        resolved = self._resolved.get((policy.name, name))
-        if resolved is not None and resolved[0] is policy:
-            return resolved[1]
         config = policy.providers.get(name)  # type: ignore[call-overload]
         key_env = (config.api_key_env,) if config and config.api_key_env else DEFAULT_KEY_ENV[name]
         backend = config.backend if config else None
@@ -210,7 +201,6 @@ class Cascade:
             if provider is None:
                 provider = get_provider_class(name, backend)(settings)
                 self._providers[cache_key] = provider
-        self._resolved[(policy.name, name)] = (policy, provider)
         return provider
 
     # -- drivers ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, computed_field
 
 AttemptRole = Literal["answer", "judge", "classify"]
 
@@ -20,6 +20,15 @@ def _valid_unicode(value: object) -> object:
 
 # Every text field that can hold what a vendor sent.
 Text = Annotated[str, BeforeValidator(_valid_unicode)]
+
+
+def _money_json(value: float) -> float:
+    """Dollars in JSON to 12 significant digits: sums of prices carry float noise (0.0008536500000000001) that is
+    no money anyone was billed; the value kept in Python is exact to the last bit."""
+    return float(f"{value:.12g}")
+
+
+Money = Annotated[float, PlainSerializer(_money_json, when_used="json")]
 
 
 class AttemptError(BaseModel):
@@ -46,7 +55,7 @@ class Attempt(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: Money = 0.0
     latency_s: float = 0.0
     finish_reason: Text | None = None
     confidence: float | None = None
@@ -78,8 +87,8 @@ class CascadeResult(BaseModel):
         description="True when the answer met its stage's threshold or came from the last stage; False when it "
         "is the best earlier answer, returned because later tiers failed or the budget ran out."
     )
-    cost_usd: float = Field(description="Every call of this query, judges and classifier included.")
-    flagship_cost_usd: float = Field(
+    cost_usd: Money = Field(description="Every call of this query, judges and classifier included.")
+    flagship_cost_usd: Money = Field(
         description="ESTIMATE: what the last stage alone would have cost for the same input tokens and the "
         "same output length as the returned answer."
     )
@@ -95,7 +104,7 @@ class CascadeResult(BaseModel):
     @property
     def savings_usd(self) -> float:
         """flagship_cost_usd - cost_usd (an estimate, like flagship_cost_usd)."""
-        return self.flagship_cost_usd - self.cost_usd
+        return _money_json(self.flagship_cost_usd - self.cost_usd)
 
     def stages_tried(self) -> list[str]:
         """Stages that were asked for an answer, in order."""

@@ -11,6 +11,7 @@ def test_all_lists_exactly_the_public_api() -> None:
     assert sorted(cascade.__all__) == sorted(
         [
             "Attempt",
+            "BatchError",
             "BudgetExhaustedError",
             "Cascade",
             "CascadeError",
