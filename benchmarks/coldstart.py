@@ -41,8 +41,9 @@ else:
     if stage in ("router", "lookup"):
         from cascade import Cascade
         router = Cascade.from_policy(policy, api_keys={"openai": "k", "anthropic": "k", "google": "k"})
-        if stage == "lookup":
-            router._provider(router.default_policy, "openai")
+        if stage == "lookup":  # what the router's first call does: build the adapter (importing its SDK)
+            from cascade.providers import get_provider_class
+            get_provider_class("openai")(None)
 print(json.dumps(sorted(m for m in json.loads(sdks) if m in sys.modules)))
 """
 

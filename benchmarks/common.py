@@ -9,13 +9,14 @@ legacy Gemini SDK) or by the local server in `benchmarks/slow_server.py`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import platform
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ def requests_adapter(replies: Replies) -> Any:
             response = requests.Response()
             response.status_code = reply.status
             response.headers = CaseInsensitiveDict(reply.headers)
-            response._content = reply.payload
+            response.raw = io.BytesIO(reply.payload)
             response.encoding = "utf-8"
             response.url = request.url
             response.request = request
@@ -358,6 +359,8 @@ def legacy_client(replies: Replies | None, base_url: str = IN_PROCESS_URL) -> An
         client_info=ClientInfo(user_agent=f"genai-py/{legacy_genai.__version__}"),
     )
     if replies is not None:
+        # The legacy SDK takes no session or transport: its REST transport's own requests session is the only place
+        # to mount one.
         client.transport._session.mount("http://", requests_adapter(replies))
     return client
 
@@ -367,56 +370,37 @@ def legacy_client(replies: Replies | None, base_url: str = IN_PROCESS_URL) -> An
 
 @dataclass
 class Bench:
-    """A router for one adapter, and the adapter instance it calls (found through the router's own lookup)."""
+    """A router for one adapter."""
 
     vendor: str
     router: Any
-    provider: Any
-    replies: Replies | None
-    policy: Any = field(repr=False, default=None)
 
 
 def bench_router(
     vendor: str, replies: Replies | None, base_url: str = IN_PROCESS_URL, async_http: str = "httpx"
 ) -> Bench:
-    """A `Cascade` on the benchmark policy whose adapter uses the in-process transport (sync side installed).
+    """A `Cascade` on the benchmark policy.
 
-    `async_http`: the policy's provider setting; "aiohttp" needs real HTTP (`replies=None`, a server's URL).
+    With `replies`, its adapter is given SDK clients over the in-process transport, built as the adapter builds its
+    own (`sync_client`, `async_client`: the same the direct calls use). Without, the router builds the adapter
+    from the policy, for real HTTP at `base_url`; `async_http="aiohttp"` needs that.
     """
     from cascade.engine import Cascade
 
     policy = policy_for(vendor, base_url, async_http)
-    router = Cascade(policy, api_keys={PROVIDER[vendor]: KEY})
-    # The router's own lookup builds the adapter (lazily: no client yet); we hand it clients over our transport.
-    provider = router._provider(policy, PROVIDER[vendor])
-    bench = Bench(vendor, router, provider, replies, policy)
-    if replies is not None:
-        install_sync(bench)
-    return bench
+    if replies is None:
+        return Bench(vendor, Cascade(policy, api_keys={PROVIDER[vendor]: KEY}))
+    return Bench(vendor, Cascade(policy, providers={PROVIDER[vendor]: adapter_over(vendor, replies)}))
 
 
-def install_sync(bench: Bench) -> None:
-    provider, vendor = bench.provider, bench.vendor
+def adapter_over(vendor: str, replies: Replies) -> Any:
+    """The vendor's adapter, given SDK clients over the in-process transport."""
+    from cascade.providers import get_provider_class
+
+    adapter_class: Any = get_provider_class(PROVIDER[vendor], BACKEND.get(vendor))
     if PROVIDER[vendor] in ("openai", "anthropic"):
-        _client_holder(provider)._sync = sync_client(vendor, bench.replies)
-    else:  # both Google adapters hold one client for sync and async
-        provider._client = sync_client(vendor, bench.replies)
-
-
-def install_async(bench: Bench) -> None:
-    """Give the adapter an async client for the running loop (openai and anthropic keep one per loop)."""
-    import asyncio
-
-    if PROVIDER[bench.vendor] in ("openai", "anthropic"):
-        _client_holder(bench.provider)._async[asyncio.get_running_loop()] = async_client(bench.vendor, bench.replies)
-
-
-def _client_holder(provider: Any) -> Any:
-    """Where an openai or anthropic adapter caches its clients: itself, or its `LoopClients` (`_clients`)."""
-    holder = getattr(provider, "_clients", provider)
-    if not hasattr(holder, "_sync") or not hasattr(holder, "_async"):
-        raise SystemExit(f"{type(provider).__name__}: cannot find its cached SDK clients to inject a transport")
-    return holder
+        return adapter_class(client=sync_client(vendor, replies), async_client=async_client(vendor, replies))
+    return adapter_class(client=sync_client(vendor, replies))  # the Google adapters: one client, sync and async
 
 
 # -- the same calls, made directly with the SDKs -------------------------------------------------------
@@ -431,65 +415,100 @@ def judge_prompt() -> str:
 
 def direct_calls(vendor: str, client: Any) -> Callable[[str], str]:
     """A hand-written cascade: the same five SDK calls, the request arguments built as a direct caller would."""
+    create, steps = _direct(vendor, client)
+
+    def run(query: str) -> str:
+        calls = steps(query)
+        try:
+            arguments = next(calls)
+            while True:
+                arguments = calls.send(create(**arguments))
+        except StopIteration as done:
+            return str(done.value)
+
+    return _keeping(run, client)
+
+
+def async_direct_calls(vendor: str, client: Any) -> Callable[[str], Any]:
+    """The async twin of `direct_calls` (openai, anthropic, google-genai)."""
+    create, steps = _direct(vendor, client)
+
+    async def run(query: str) -> str:
+        calls = steps(query)
+        try:
+            arguments = next(calls)
+            while True:
+                arguments = calls.send(await create(**arguments))
+        except StopIteration as done:
+            return str(done.value)
+
+    return _keeping(run, client)
+
+
+Steps = Callable[[str], Generator[dict[str, Any], Any, str]]
+
+
+def _direct(vendor: str, client: Any) -> tuple[Callable[..., Any], Steps]:
+    """The SDK method a direct caller calls, and the cascade written against it: a generator that yields each
+    call's arguments and is sent the SDK's reply (so the sync and the async side share it)."""
     prompt = judge_prompt()
     provider = PROVIDER[vendor]
     models = STAGES[provider]
-    judge_model = JUDGE[provider]
     last = len(models) - 1
+    create, answer, judge, text_of = _vendor_calls(vendor, client, prompt)
 
+    def steps(query: str) -> Generator[dict[str, Any], Any, str]:
+        for i in range(len(models)):
+            text = text_of((yield answer(i, query)))
+            if i == last or json.loads(text_of((yield judge)))["score"] / 10 >= THRESHOLDS[i]:
+                return text
+        raise AssertionError("unreachable")
+
+    return create, steps
+
+
+def _vendor_calls(vendor: str, client: Any, prompt: str) -> tuple[Any, Any, dict[str, Any], Any]:
+    """Per vendor: the SDK method, the arguments of stage i's answer, those of the judge call, and a reply's text."""
+    provider = PROVIDER[vendor]
+    models = STAGES[provider]
+    judge_model = JUDGE[provider]
     if provider == "openai":
-        create = client.chat.completions.create
 
-        def run(query: str) -> str:
-            for i, model in enumerate(models):
-                reply = create(
-                    model=model,
-                    messages=[{"role": "user", "content": query}],
-                    max_completion_tokens=MAX_OUTPUT_TOKENS[i],
-                    temperature=TEMPERATURE,
-                    timeout=TIMEOUTS_S[i],
-                )
-                text = reply.choices[0].message.content
-                if i == last:
-                    return text
-                verdict = create(
-                    model=judge_model,
-                    messages=[{"role": "user", "content": prompt}],
-                    max_completion_tokens=JUDGE_MAX_OUTPUT_TOKENS,
-                    temperature=0.0,
-                    timeout=JUDGE_TIMEOUT_S,
-                )
-                if json.loads(verdict.choices[0].message.content)["score"] / 10 >= THRESHOLDS[i]:
-                    return text
-            raise AssertionError("unreachable")
+        def openai_answer(i: int, query: str) -> dict[str, Any]:
+            return {
+                "model": models[i],
+                "messages": [{"role": "user", "content": query}],
+                "max_completion_tokens": MAX_OUTPUT_TOKENS[i],
+                "temperature": TEMPERATURE,
+                "timeout": TIMEOUTS_S[i],
+            }
 
-        return _keeping(run, client)
+        judge = {
+            "model": judge_model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_completion_tokens": JUDGE_MAX_OUTPUT_TOKENS,
+            "temperature": 0.0,
+            "timeout": JUDGE_TIMEOUT_S,
+        }
+        return client.chat.completions.create, openai_answer, judge, lambda reply: reply.choices[0].message.content
 
     if provider == "anthropic":
-        create = client.messages.create
 
-        def run(query: str) -> str:
-            for i, model in enumerate(models):
-                reply = create(
-                    model=model,
-                    max_tokens=MAX_OUTPUT_TOKENS[i],
-                    messages=[{"role": "user", "content": query}],
-                    timeout=TIMEOUTS_S[i],
-                )
-                text = reply.content[0].text
-                if i == last:
-                    return text
-                verdict = create(
-                    model=judge_model,
-                    max_tokens=JUDGE_MAX_OUTPUT_TOKENS,
-                    messages=[{"role": "user", "content": prompt}],
-                    timeout=JUDGE_TIMEOUT_S,
-                )
-                if json.loads(verdict.content[0].text)["score"] / 10 >= THRESHOLDS[i]:
-                    return text
-            raise AssertionError("unreachable")
+        def anthropic_answer(i: int, query: str) -> dict[str, Any]:
+            return {
+                "model": models[i],
+                "max_tokens": MAX_OUTPUT_TOKENS[i],
+                "messages": [{"role": "user", "content": query}],
+                "timeout": TIMEOUTS_S[i],
+            }
 
-        return _keeping(run, client)
+        judge = {
+            "model": judge_model,
+            "max_tokens": JUDGE_MAX_OUTPUT_TOKENS,
+            "messages": [{"role": "user", "content": prompt}],
+            "timeout": JUDGE_TIMEOUT_S,
+        }
+        return client.messages.create, anthropic_answer, judge, lambda reply: reply.content[0].text
 
     if vendor == "google":
         from google.genai import types
@@ -505,22 +524,18 @@ def direct_calls(vendor: str, client: Any) -> Callable[[str], str]:
             )
 
         # A direct caller builds its constant configs once.
-        answer_configs = [config(MAX_OUTPUT_TOKENS[i], TEMPERATURE, TIMEOUTS_S[i]) for i in range(3)]
-        judge_config = config(JUDGE_MAX_OUTPUT_TOKENS, 0.0, JUDGE_TIMEOUT_S)
-        generate = client.models.generate_content
-
-        def run(query: str) -> str:
-            for i, model in enumerate(models):
-                reply = generate(model=model, contents=query, config=answer_configs[i])
-                text = reply.text
-                if i == last:
-                    return text
-                verdict = generate(model=judge_model, contents=prompt, config=judge_config)
-                if json.loads(verdict.text)["score"] / 10 >= THRESHOLDS[i]:
-                    return text
-            raise AssertionError("unreachable")
-
-        return _keeping(run, client)
+        configs = [config(MAX_OUTPUT_TOKENS[i], TEMPERATURE, TIMEOUTS_S[i]) for i in range(len(models))]
+        judge = {
+            "model": judge_model,
+            "contents": prompt,
+            "config": config(JUDGE_MAX_OUTPUT_TOKENS, 0.0, JUDGE_TIMEOUT_S),
+        }
+        return (
+            client.models.generate_content,
+            lambda i, query: {"model": models[i], "contents": query, "config": configs[i]},
+            judge,
+            lambda reply: reply.text,
+        )
 
     import warnings
 
@@ -535,115 +550,19 @@ def direct_calls(vendor: str, client: Any) -> Callable[[str], str]:
             generation_config=protos.GenerationConfig(max_output_tokens=max_tokens, temperature=temperature),
         )
 
-    generate = client.generate_content
+    def legacy_answer(i: int, query: str) -> dict[str, Any]:
+        return {
+            "request": request(models[i], query, MAX_OUTPUT_TOKENS[i], TEMPERATURE),
+            "retry": None,
+            "timeout": TIMEOUTS_S[i],
+        }
 
-    def run(query: str) -> str:
-        for i, model in enumerate(models):
-            reply = generate(
-                request=request(model, query, MAX_OUTPUT_TOKENS[i], TEMPERATURE), retry=None, timeout=TIMEOUTS_S[i]
-            )
-            text = reply.candidates[0].content.parts[0].text
-            if i == last:
-                return text
-            verdict = generate(
-                request=request(judge_model, prompt, JUDGE_MAX_OUTPUT_TOKENS, 0.0), retry=None, timeout=JUDGE_TIMEOUT_S
-            )
-            if json.loads(verdict.candidates[0].content.parts[0].text)["score"] / 10 >= THRESHOLDS[i]:
-                return text
-        raise AssertionError("unreachable")
-
-    return _keeping(run, client)
-
-
-def async_direct_calls(vendor: str, client: Any) -> Callable[[str], Any]:
-    """The async twin of `direct_calls` (openai, anthropic, google-genai)."""
-    prompt = judge_prompt()
-    provider = PROVIDER[vendor]
-    models = STAGES[provider]
-    judge_model = JUDGE[provider]
-    last = len(models) - 1
-
-    if provider == "openai":
-        create = client.chat.completions.create
-
-        async def run(query: str) -> str:
-            for i, model in enumerate(models):
-                reply = await create(
-                    model=model,
-                    messages=[{"role": "user", "content": query}],
-                    max_completion_tokens=MAX_OUTPUT_TOKENS[i],
-                    temperature=TEMPERATURE,
-                    timeout=TIMEOUTS_S[i],
-                )
-                text = reply.choices[0].message.content
-                if i == last:
-                    return text
-                verdict = await create(
-                    model=judge_model,
-                    messages=[{"role": "user", "content": prompt}],
-                    max_completion_tokens=JUDGE_MAX_OUTPUT_TOKENS,
-                    temperature=0.0,
-                    timeout=JUDGE_TIMEOUT_S,
-                )
-                if json.loads(verdict.choices[0].message.content)["score"] / 10 >= THRESHOLDS[i]:
-                    return text
-            raise AssertionError("unreachable")
-
-        return _keeping(run, client)
-
-    if provider == "anthropic":
-        create = client.messages.create
-
-        async def run(query: str) -> str:
-            for i, model in enumerate(models):
-                reply = await create(
-                    model=model,
-                    max_tokens=MAX_OUTPUT_TOKENS[i],
-                    messages=[{"role": "user", "content": query}],
-                    timeout=TIMEOUTS_S[i],
-                )
-                text = reply.content[0].text
-                if i == last:
-                    return text
-                verdict = await create(
-                    model=judge_model,
-                    max_tokens=JUDGE_MAX_OUTPUT_TOKENS,
-                    messages=[{"role": "user", "content": prompt}],
-                    timeout=JUDGE_TIMEOUT_S,
-                )
-                if json.loads(verdict.content[0].text)["score"] / 10 >= THRESHOLDS[i]:
-                    return text
-            raise AssertionError("unreachable")
-
-        return _keeping(run, client)
-
-    from google.genai import types
-
-    def config(max_tokens: int, temperature: float, timeout_s: float) -> Any:
-        return types.GenerateContentConfig(
-            max_output_tokens=max_tokens,
-            temperature=temperature,
-            http_options=types.HttpOptions(timeout=round(timeout_s * 1000)),
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            automatic_continuation=False,
-        )
-
-    answer_configs = [config(MAX_OUTPUT_TOKENS[i], TEMPERATURE, TIMEOUTS_S[i]) for i in range(3)]
-    judge_config = config(JUDGE_MAX_OUTPUT_TOKENS, 0.0, JUDGE_TIMEOUT_S)
-    generate = client.models.generate_content
-
-    async def run(query: str) -> str:
-        for i, model in enumerate(models):
-            reply = await generate(model=model, contents=query, config=answer_configs[i])
-            text = reply.text
-            if i == last:
-                return text
-            verdict = await generate(model=judge_model, contents=prompt, config=judge_config)
-            if json.loads(verdict.text)["score"] / 10 >= THRESHOLDS[i]:
-                return text
-        raise AssertionError("unreachable")
-
-    return _keeping(run, client)
+    judge = {
+        "request": request(judge_model, prompt, JUDGE_MAX_OUTPUT_TOKENS, 0.0),
+        "retry": None,
+        "timeout": JUDGE_TIMEOUT_S,
+    }
+    return client.generate_content, legacy_answer, judge, lambda reply: reply.candidates[0].content.parts[0].text
 
 
 def _keeping(run: Any, client: Any) -> Any:

@@ -28,20 +28,25 @@ HERE = Path(__file__).resolve().parent
 
 
 def _null_router() -> Any:
-    """A router whose openai adapter (found by the router's own lookup) returns ready-made completions."""
+    """A router whose openai adapter returns ready-made completions: the engine's own work, no SDK."""
     from cascade.engine import Cascade
-    from cascade.providers.base import Completion
+    from cascade.providers.base import Completion, CompletionRequest, Provider
 
-    policy = common.policy_for("openai")
-    router = Cascade(policy, api_keys={"openai": common.KEY})
-    adapter = router._provider(policy, "openai")
     same = {"model": "gpt-4o-mini-2024-07-18", "finish_reason": "stop", "latency_s": 0.0, "provider": "openai"}
     answer = Completion(text=common.ANSWER, input_tokens=21, output_tokens=9, **same)
     judge = Completion(text=common.JUDGE_REPLY, input_tokens=233, output_tokens=21, **same)
-    # The SDK is never called: the adapter's send and parse hooks hand back the completions.
-    adapter._send = lambda request: judge if "<<<ANSWER " in request.messages[0].content else answer
-    adapter._parse = lambda response, request, latency_s: response
-    return router
+
+    class ReadyMade(Provider):
+        name = "openai"
+
+        def send(self, request: CompletionRequest) -> Completion:
+            return judge if "<<<ANSWER " in request.messages[0].content else answer
+
+        def parse(self, reply: Any, request: CompletionRequest, latency_s: float) -> Completion:
+            completion: Completion = reply
+            return completion
+
+    return Cascade(common.policy_for("openai"), providers={"openai": ReadyMade()})
 
 
 def _child(what: str, vendor: str, n: int) -> None:

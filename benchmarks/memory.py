@@ -51,7 +51,6 @@ def _child(vendor: str, variant: str, first: int, total: int) -> dict[str, float
         import asyncio
 
         async def main() -> tuple[float, float]:
-            common.install_async(bench)
             done = 0
             before = after = 0.0
             while done < total:

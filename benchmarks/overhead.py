@@ -112,7 +112,6 @@ def measure_sync(vendor: str, rounds: int, per_round: int) -> Overhead:
 def measure_async(vendor: str, rounds: int, per_round: int) -> Overhead:
     async def main() -> Overhead:
         bench = common.bench_router(vendor, common.replies_for(vendor))
-        common.install_async(bench)
         direct = common.async_direct_calls(vendor, common.async_client(vendor, common.replies_for(vendor)))
         arun, query = bench.router.arun, common.QUERY
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascade.events import Events
+from cascade.fleet.guard import QueryFleet
 from cascade.policy import Policy
 from cascade.prices import PriceTable
 from cascade.providers.base import Message
@@ -76,6 +77,8 @@ class QueryContext:
     start: float = 0.0
     deadline: float = 0.0
     events: Events = field(init=False)
+    # What the query asks of the state it shares with other queries and workers (cascade/fleet/): none by default.
+    fleet: QueryFleet = field(default_factory=QueryFleet)
 
     def __post_init__(self) -> None:
         self.start = self.clock()

@@ -1,4 +1,4 @@
-"""`cascade demo`: twenty realistic queries through `policies/default.yaml`, every vendor reply replayed.
+"""`cascade demo`: twenty realistic queries through the design's `default` policy, every vendor reply replayed.
 
 The demo runs the real engine and the real vendor SDKs; only the HTTP is replayed, from the shipped cassette
 `cassettes/demo/default_policy.yaml`. That cassette was synthesized (we have no vendor access) from the script
@@ -69,7 +69,10 @@ def run_demo(cassette: Path | None = None) -> tuple[Policy, list[tuple[DemoQuery
 
         recorder = vcr_instance(record_mode="none")
     except ModuleNotFoundError as exc:
-        raise MissingDependencyError("demo", "all,dev", exc.name or "vcrpy") from exc
+        if exc.name != "vcr":
+            raise
+        # The `demo` extra brings vcrpy (whose module is `vcr`) and the three vendor SDKs the replay drives.
+        raise MissingDependencyError("demo", "demo", "vcrpy") from exc
     from cascade.engine import Cascade
 
     policy = demo_policy()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from cascade.batch import Batch
 from cascade.calls import Call, Outcome, Sleep, Step
@@ -27,7 +27,9 @@ from cascade.errors import (
     ProviderError,
     VendorTimeoutError,
 )
+from cascade.fleet.guard import Fleet
 from cascade.flow import cascade_flow
+from cascade.monitor.observer import Monitor
 from cascade.policy import Policy, load_policy
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
 from cascade.providers.base import Provider, ProviderSettings
@@ -36,8 +38,21 @@ from cascade.result import CascadeResult
 
 T = TypeVar("T")
 
-# Slack on top of a call's own timeout before the async driver cancels it (the SDK should time out first).
-_ASYNC_TIMEOUT_GRACE_S = 1.0
+
+class QueryOptions(TypedDict, total=False):
+    """What `run`, `arun`, `run_many` and `arun_many` take besides the query."""
+
+    system: str | None  # a system prompt (joined after a `system` message in the query, if both)
+    policy: str | None  # the name of another policy loaded into the same `Cascade`
+    max_cost_usd: float | None  # a cost limit for this query, instead of the policy's
+    query_id: str | None  # the id in the result and the events (a random one by default)
+    tenant: str | None  # whose query, for the policy's per-tenant spend limits (`limits.spend.tenant`)
+
+
+# Slack on top of a call's own timeout before the async driver cancels it. The SDKs' timeouts bound each read, not
+# the call, so a vendor that trickles bytes is stopped here; the slack lets an SDK that does time out report it
+# itself, and it is most of how late past its deadline a query can end (docs/reliability.md).
+_ASYNC_TIMEOUT_GRACE_S = 0.1
 
 
 class Cascade:
@@ -48,7 +63,9 @@ class Cascade:
 
     `providers` injects adapters by provider name (test doubles, or clients you built yourself);
     `api_keys` gives keys explicitly instead of reading the environment; `retry_backoff_s` is the first
-    wait before retrying an error that came without a Retry-After (doubling, jittered).
+    wait before retrying an error that came without a Retry-After (doubling, jittered); `monitor` says where
+    spans and metrics go and seeds shadow sampling (`cascade.monitor.Monitor`; the policy's `monitor:` block
+    says what is traced and sampled).
     """
 
     def __init__(
@@ -58,6 +75,7 @@ class Cascade:
         providers: Mapping[str, Provider] | None = None,
         api_keys: Mapping[str, str] | None = None,
         retry_backoff_s: float = BACKOFF_BASE_S,
+        monitor: Monitor | None = None,
     ) -> None:
         loaded = [p if isinstance(p, Policy) else load_policy(p) for p in (policy, *more_policies)]
         self.policies: dict[str, Policy] = {p.name: p for p in loaded}
@@ -68,6 +86,10 @@ class Cascade:
         self._providers: dict[tuple[Any, ...], Provider] = {}
         self._lock = threading.Lock()
         self.retry_backoff_s = retry_backoff_s
+        # Breakers, spend and rate limits shared by this router's queries (and, with `state: {redis: ...}`, by
+        # every worker pointed at the same Redis).
+        self.fleet = Fleet(loaded)
+        self.monitor = monitor if monitor is not None else Monitor()
 
     @classmethod
     def from_policy(cls, policy: Policy | str | Path, *more: Policy | str | Path, **kwargs: Any) -> Cascade:
@@ -80,59 +102,80 @@ class Cascade:
 
     # -- public API -------------------------------------------------------------------------------
 
-    def run(
-        self,
-        query: Query,
-        *,
-        system: str | None = None,
-        policy: str | None = None,
-        max_cost_usd: float | None = None,
-        query_id: str | None = None,
-    ) -> CascadeResult:
-        """Answer one query (a string or a list of chat messages) with the cheapest accepted tier."""
-        ctx = self.context(query, system, policy, max_cost_usd, query_id)
-        return self.drive(cascade_flow(ctx), ctx.policy)
+    def run(self, query: Query, **options: Unpack[QueryOptions]) -> CascadeResult:
+        """Answer one query (a string or a list of chat messages) with the cheapest accepted tier.
 
-    async def arun(
-        self,
-        query: Query,
-        *,
-        system: str | None = None,
-        policy: str | None = None,
-        max_cost_usd: float | None = None,
-        query_id: str | None = None,
-    ) -> CascadeResult:
+        Options (`QueryOptions`): `system=`, `policy=` (the name of a loaded policy), `max_cost_usd=`, `query_id=`,
+        `tenant=` (whose query, for per-tenant spend limits).
+        """
+        ctx = self.context(query, **options)
+        with self.monitor.query(self, ctx) as watch:
+            return watch.done(self.drive(watch.flow(cascade_flow(ctx)), ctx.policy))
+
+    async def arun(self, query: Query, **options: Unpack[QueryOptions]) -> CascadeResult:
         """The async twin of `run`."""
-        ctx = self.context(query, system, policy, max_cost_usd, query_id)
-        return await self.adrive(cascade_flow(ctx), ctx.policy)
+        ctx = self.context(query, **options)
+        with self.monitor.query(self, ctx) as watch:
+            return watch.done(await self.adrive(watch.flow(cascade_flow(ctx)), ctx.policy))
 
     def run_many(
-        self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
+        self,
+        queries: Iterable[Query],
+        *,
+        concurrency: int = 16,
+        return_exceptions: bool = False,
+        **options: Unpack[QueryOptions],
     ) -> list[Any]:
         """Answer many queries on up to `concurrency` threads; one outcome per query, in input order.
 
         Every query runs to its end whatever another one does. If any failed, one `BatchError` is raised once
         all have ended, and its `outcomes` holds every result and every error, in input order; with
         `return_exceptions=True` the list is returned instead, each failed query's exception in its place.
-        `kwargs` (`system=`, `policy=`, `max_cost_usd=`) apply to every query. To have each outcome as it ends
-        (to save it), run the batch yourself: `cascade.batch.Batch(16, on_result=save).map(router.run, queries)`.
+        `options` (`system=`, `policy=`, `max_cost_usd=`, `tenant=`) apply to every query. To have each outcome as
+        it ends (to save it), run the batch yourself:
+        `cascade.batch.Batch(16, on_result=save).map(router.run, queries)`.
         """
-        outcomes = Batch(concurrency).map(lambda query: self.run(query, **kwargs), list(queries))
+        outcomes = Batch(concurrency).map(lambda query: self.run(query, **options), list(queries))
         return _settle(outcomes, return_exceptions)
 
     async def arun_many(
-        self, queries: Iterable[Query], *, concurrency: int = 16, return_exceptions: bool = False, **kwargs: Any
+        self,
+        queries: Iterable[Query],
+        *,
+        concurrency: int = 16,
+        return_exceptions: bool = False,
+        **options: Unpack[QueryOptions],
     ) -> list[Any]:
         """The async twin of `run_many`, on the running loop with at most `concurrency` queries in flight.
 
         Cancelling it cancels every query it started; it leaves no task behind. Outcomes as they end:
         `await cascade.batch.Batch(16, on_result=save).amap(router.arun, queries)`.
         """
-        outcomes = await Batch(concurrency).amap(lambda query: self.arun(query, **kwargs), list(queries))
+        outcomes = await Batch(concurrency).amap(lambda query: self.arun(query, **options), list(queries))
         return _settle(outcomes, return_exceptions)
 
+    def check_ready(self, policy: str | None = None, *, also: Iterable[str] = ()) -> None:
+        """Raise now what the first query would raise for a vendor that cannot be called, and send nothing.
+
+        Every vendor the policy (the default one unless named) may call is checked: its routing classifier, its
+        stages and their judges; `also` adds vendors called outside the policy's stages (an LLM grader's). Each
+        adapter is built as a query would build it, importing its SDK (`MissingDependencyError`), and its key is
+        resolved from `api_keys=` or the environment (`MissingAPIKeyError`). Providers injected with `providers=`
+        are the caller's and are not checked.
+        """
+        chosen = self._policy(policy)
+        names = [chosen.routing.classifier.provider] if chosen.routing.classifier else []
+        names += [stage.provider for stage in chosen.stages]
+        judged = chosen.stages if chosen.judge_last_stage else chosen.stages[:-1]
+        names += [chosen.judge_for(stage).provider for stage in judged]
+        for name in dict.fromkeys([*names, *also]):
+            if name not in self._injected:
+                self._provider(chosen, name).settings.resolve_key(name)
+
     async def aclose(self) -> None:
-        """Close every vendor client this router opened (call it on the loop that made the async calls)."""
+        """Wait for the shadow queries still queued, then close every vendor client this router opened (call it on
+        the loop that made the async calls)."""
+        await self.monitor.aflush()
         with self._lock:
             providers = list(self._providers.values())
         for provider in providers:
@@ -146,11 +189,10 @@ class Cascade:
 
     # -- query set-up -----------------------------------------------------------------------------
 
-    def context(
-        self, query: Query, system: str | None, policy_name: str | None, max_cost: float | None, query_id: str | None
-    ) -> QueryContext:
+    def context(self, query: Query, **options: Unpack[QueryOptions]) -> QueryContext:
         """Check a query and set up its context (raises `InvalidQueryError` before any call)."""
-        policy = self._policy(policy_name)
+        system, max_cost, query_id = options.get("system"), options.get("max_cost_usd"), options.get("query_id")
+        policy = self._policy(options.get("policy"))
         messages, system_prompt = normalize_query(query, system)
         prices = self._prices[policy.name]
         tokens = estimate_input_tokens(messages, system_prompt)
@@ -170,7 +212,9 @@ class Cascade:
             max_cost_usd=max_cost,
             backoff_base_s=self.retry_backoff_s,
         )
-        return QueryContext(spec)
+        ctx = QueryContext(spec)
+        ctx.fleet = self.fleet.join(policy, options.get("tenant"), ctx.event)
+        return ctx
 
     def _policy(self, name: str | None) -> Policy:
         if name is None:

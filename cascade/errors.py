@@ -8,7 +8,8 @@ describe one vendor call (and are recorded in the trace) or the fate of a whole 
     │   ├── MissingDependencyError      names the extra to install (`pip install 'cascade-router[openai]'`)
     │   ├── InvalidQueryError           also a ValueError: empty, non-text or oversized query
     │   ├── InvalidArgumentError        also a ValueError: an argument out of range (`concurrency=0`)
-    │   └── JSONLinesError              a JSON-lines file cannot be used (file, line, problem)
+    │   ├── JSONLinesError              a JSON-lines file cannot be used (file, line, problem)
+    │   └── TraceError                  a traces or labels file cannot be used (file, line or id, problem)
     ├── ProviderError                   one vendor call failed (provider, model)
     │   ├── VendorHTTPError             status_code, body, retry_after
     │   │   ├── AuthenticationError     401, 403
@@ -19,11 +20,14 @@ describe one vendor call (and are recorded in the trace) or the fate of a whole 
     │   ├── VendorTimeoutError          no reply within the stage's timeout
     │   ├── VendorConnectionError       the vendor could not be reached
     │   ├── MalformedResponseError      a 200 reply with no usable body (not JSON, no text, no usage)
-    │   └── UnusableAnswerError         a well-formed reply that is not an answer
-    │       ├── ContentBlockedError     safety block or refusal
-    │       └── TruncatedError          stopped at max output tokens
+    │   ├── UnusableAnswerError         a well-formed reply that is not an answer
+    │   │   ├── ContentBlockedError     safety block or refusal
+    │   │   └── TruncatedError          stopped at max output tokens
+    │   ├── CircuitOpenError            not sent: the model's circuit breaker is open (retry_in_s)
+    │   └── RateLimitWaitError          not sent: no turn under the fleet's rate limit before the deadline
     ├── JudgeError                      a judge reply that is not {"score": 0-10, "reason": ...}
     ├── BudgetExhaustedError            the budget allowed no answer at all (carries the result)
+    │   └── SpendLimitError             a fleet spend limit (policy or tenant, per period) did (carries `refusal`)
     ├── CascadeExhausted                every tier failed (carries the result and its attempts)
     └── BatchError                      queries of a batch failed (carries every query's outcome)
 
@@ -46,6 +50,7 @@ __all__ = [
     "BudgetExhaustedError",
     "CascadeError",
     "CascadeExhausted",
+    "CircuitOpenError",
     "ContentBlockedError",
     "InvalidArgumentError",
     "InvalidQueryError",
@@ -57,8 +62,11 @@ __all__ = [
     "OverloadedError",
     "PolicyError",
     "ProviderError",
+    "RateLimitWaitError",
     "RateLimitedError",
     "ServerError",
+    "SpendLimitError",
+    "TraceError",
     "TruncatedError",
     "UnusableAnswerError",
     "UsageError",
@@ -158,6 +166,10 @@ class JSONLinesError(UsageError):
     """A JSON-lines file (queries, results, traces) cannot be used. The message reads `FILE:LINE: problem`."""
 
 
+class TraceError(UsageError):
+    """A traces or labels file cannot be used (`cascade eval`, `tune`): names the file, the line or id, and why."""
+
+
 class ProviderError(CascadeError):
     """One vendor call failed. `provider` and `model` say which."""
 
@@ -255,6 +267,20 @@ class TruncatedError(UnusableAnswerError):
     """The answer stopped at the stage's max output tokens."""
 
 
+class CircuitOpenError(ProviderError):
+    """The call was not sent: its (provider, model) failed repeatedly and its breaker is open for about
+    `retry_in_s` more seconds (`breaker:` in the policy). A stage on it is skipped."""
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "", retry_in_s: float = 0.0) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.retry_in_s = retry_in_s
+
+
+class RateLimitWaitError(ProviderError):
+    """The call was not sent: the provider's rate limit (`limits.rate` in the policy) gave it no turn before the
+    query's deadline."""
+
+
 class JudgeError(CascadeError):
     """A judge reply that is not the JSON object (or score token) asked for."""
 
@@ -265,6 +291,15 @@ class BudgetExhaustedError(CascadeError):
     def __init__(self, message: str, result: CascadeResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+class SpendLimitError(BudgetExhaustedError):
+    """A fleet-wide spend limit (`limits.spend` in the policy: per policy or per tenant, per minute, hour or day)
+    allowed no answer. `refusal` says which limit; `result` holds every attempt made."""
+
+    def __init__(self, message: str, result: CascadeResult, refusal: Any = None) -> None:
+        super().__init__(message, result)
+        self.refusal = refusal
 
 
 class CascadeExhausted(CascadeError):

@@ -1,7 +1,9 @@
 """Events: the library says what happened, the application decides whether and where it is shown.
 
-Every event has a stable dotted name (`cascade.answer`, `cascade.judge`, `cascade.escalate`, `cascade.error`,
-`cascade.route`, `cascade.skip`, `cascade.budget`, `cascade.done`) and keyword fields. Where they go:
+Every event has a stable dotted name and keyword fields. A query emits `cascade.route`, `cascade.answer`,
+`cascade.judge`, `cascade.escalate`, `cascade.error`, `cascade.skip`, `cascade.budget` and `cascade.done`; a fleet
+adds `cascade.breaker`, `cascade.limit` and `cascade.state` (docs/fleet.md); shadow sampling `cascade.shadow`
+(docs/monitoring.md); `cascade serve` `cascade.serve.failed` (docs/serve.md). Where they go:
 
 - the application configured structlog (`structlog.configure(...)`): through `structlog.get_logger("cascade")`,
   so its processors and level filter apply;

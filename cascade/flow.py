@@ -12,13 +12,13 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from cascade.budget import fits
-from cascade.calls import Outcome, Step
+from cascade.calls import Outcome, Step, attempt_error
 from cascade.context import QueryContext
 from cascade.decide import Done, Rules, StageResult, Try, decide, settle
-from cascade.errors import BudgetExhaustedError, CascadeExhausted
+from cascade.errors import BudgetExhaustedError, CascadeExhausted, SpendLimitError
 from cascade.policy import Stage
 from cascade.providers.base import Completion
-from cascade.result import CascadeResult, PolicyRef
+from cascade.result import Attempt, CascadeResult, PolicyRef
 from cascade.stages import choose_entry, run_stage, stage_cost_bound
 
 Flow = Generator[Step, Outcome, CascadeResult]
@@ -60,6 +60,12 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         elif ctx.remaining() <= 0:
             decision = settle(run.results, "query deadline passed")
             break
+        elif (breaker := ctx.fleet.refusal(stage.provider, stage.model, stage.timeout_s)) is not None:
+            # The model keeps failing for the whole fleet: skip it now rather than wait out its timeout.
+            where = {"stage": stage.name, "provider": stage.provider, "model": stage.model}
+            ctx.trace.record(Attempt(**where, role="answer", error=attempt_error(breaker)))
+            ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason=str(breaker))
+            run.results.append(StageResult(index, "skipped"))
         else:
             result, completion = yield from run_stage(ctx, index, rules.judged[index])
             run.results.append(result)
@@ -94,6 +100,9 @@ def _settled(ctx: QueryContext, done: Done, result: CascadeResult) -> CascadeRes
         if ctx.policy.on_error == "raise" and failed is not None and failed.error is not None:
             why = f"{failed.error.type}: {failed.error.message}"
             message = f"query {ctx.spec.query_id}: on_error=raise and stage {failed.stage} failed ({why})"
+        if result.budget_exhausted and ctx.fleet.spend_refused is not None:
+            refusal = ctx.fleet.spend_refused
+            raise SpendLimitError(f"{message}: {refusal}", result, refusal)
         if result.budget_exhausted:
             raise BudgetExhaustedError(message, result)
         raise CascadeExhausted(message, result)

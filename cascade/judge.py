@@ -38,7 +38,12 @@ _SCORE_TOKEN_FORMAT = (
     "right)? Reply with the integer only."
 )
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+# A score token in ASCII digits: `str.isdigit` also accepts "²" and "٣", which `int` refuses or misreads.
+_SCORE_TOKEN = re.compile(r"[0-9]{1,2}")
+# Log-probabilities are <= 0; a vendor's rounding may leave a hair above. Probabilities of distinct tokens add
+# up to at most 1, give or take the same rounding.
+_LOGPROB_SLACK = 1e-6
+_MASS_SLACK = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,29 +76,33 @@ def build_judge_prompt(query: str, answer: str, *, instructions: str | None, met
 
 
 def parse_json_verdict(reply: str | None) -> Verdict:
-    """Read `{"score": 0-10, "reason": "..."}`; anything else raises `JudgeError`.
+    """Read `{"score": 0-10, "reason": "..."}`; anything else raises `JudgeError`, whatever the reply holds.
 
     The reply must be exactly one JSON object (a code fence around it is tolerated): a reply echoing several
-    objects, prose around the object, a missing, fractional, boolean or out-of-range score is not a pass.
+    objects, prose around the object, a key given twice, a missing, fractional, boolean or out-of-range score is
+    not a pass.
     """
     if reply is None or not reply.strip():
         raise JudgeError("judge reply is empty")
-    text = reply.strip()
-    if text.startswith("```") and (fenced := _FENCE.match(text)):
-        text = fenced.group(1)
+    text = _unfenced(reply.strip())
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past Python's recursion limit
         raise JudgeError(f"judge reply is not a single JSON object: {_clip(reply)}") from None
     if not isinstance(data, dict):
         raise JudgeError(f"judge reply is JSON but not an object: {_clip(reply)}")
     if "score" not in data:
         raise JudgeError(f"judge reply has no score: {_clip(reply)}")
     score = data["score"]
-    if isinstance(score, bool) or not isinstance(score, int | float) or not float(score).is_integer():
-        raise JudgeError(f"judge score is not an integer: {score!r}")
+    # An int is checked as an int: float() of a 400-digit integer overflows.
+    if (
+        isinstance(score, bool)
+        or not isinstance(score, int | float)
+        or (isinstance(score, float) and not score.is_integer())
+    ):
+        raise JudgeError(f"judge score is not an integer: {_clip(repr(score))}")
     if not 0 <= score <= 10:
-        raise JudgeError(f"judge score {score!r} is outside 0-10")
+        raise JudgeError(f"judge score {_clip(repr(score))} is outside 0-10")
     reason = data.get("reason")
     return Verdict(confidence=int(score) / 10, reason=reason if isinstance(reason, str) else "")
 
@@ -101,21 +110,70 @@ def parse_json_verdict(reply: str | None) -> Verdict:
 def score_from_logprobs(top_logprobs: Mapping[str, float], reply: str | None) -> Verdict:
     """The probability-weighted score over the score tokens among the first token's top log-probabilities.
 
-    Falls back to the reply text when the vendor returned no usable log-probabilities.
+    Falls back to the reply text when the vendor returned no score token among them. Log-probabilities that
+    cannot be ones (above 0, not a number, adding up past 1) raise `JudgeError`, as does anything else that is not
+    a score.
     """
     weights: dict[int, float] = {}
     for token, logprob in top_logprobs.items():
-        stripped = token.strip()
-        if stripped.isdigit() and 0 <= int(stripped) <= 10 and math.isfinite(logprob):
-            weights[int(stripped)] = weights.get(int(stripped), 0.0) + math.exp(logprob)
+        score = _score_token(token)
+        if score is None:
+            continue
+        weights[score] = weights.get(score, 0.0) + math.exp(_logprob(token, logprob))
     mass = sum(weights.values())
+    if mass > 1 + _MASS_SLACK:
+        raise JudgeError(f"judge log-probabilities of the score tokens add up to more than 1 (mass {mass:.3g})")
     if mass > 0:
         expected = sum(score * p for score, p in weights.items()) / mass
         return Verdict(confidence=expected / 10, reason=f"logprob-weighted score {expected:.2f} (mass {mass:.2f})")
-    text = (reply or "").strip()
-    if text.isdigit() and 0 <= int(text) <= 10:
-        return Verdict(confidence=int(text) / 10, reason="score token (no log-probabilities returned)")
+    score = _score_token(reply or "")
+    if score is not None:
+        return Verdict(confidence=score / 10, reason="score token (no log-probabilities returned)")
     raise JudgeError(f"judge reply is not a score from 0 to 10: {_clip(reply)}")
+
+
+def _unfenced(text: str) -> str:
+    """The inside of a ```json ... ``` fence around the whole reply, or the reply itself.
+
+    Plain slicing, not a regex: a lazy body between two runs of optional whitespace backtracks for minutes on
+    a reply of a few thousand spaces that never closes its fence.
+    """
+    if len(text) >= 6 and text.startswith("```") and text.endswith("```"):
+        body = text[3:-3]
+        return body.removeprefix("json").strip()
+    return text
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # json.loads keeps the last of two equal keys, so {"score": 0, "score": 10} would read as a 10.
+    data: dict[str, object] = {}
+    for key, value in pairs:
+        if key in data:
+            raise JudgeError(f"judge reply gives the key {_clip(repr(key))} twice")
+        data[key] = value
+    return data
+
+
+def _score_token(token: object) -> int | None:
+    if not isinstance(token, str) or not _SCORE_TOKEN.fullmatch(stripped := token.strip()):
+        return None
+    score = int(stripped)
+    return score if score <= 10 else None
+
+
+def _logprob(token: str, value: object) -> float:
+    """The log-probability as a float <= 0; `JudgeError` if it cannot be one (exp() of 1000 overflows)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError
+        number = float(value)
+    except (TypeError, OverflowError):
+        raise JudgeError(
+            f"judge log-probability of {_clip(repr(token))} is not a number: {_clip(repr(value))}"
+        ) from None
+    if not number <= _LOGPROB_SLACK:  # also refuses NaN
+        raise JudgeError(f"judge log-probability of {_clip(repr(token))} is {number!r}, above 0")
+    return number
 
 
 def _clip(text: str | None, limit: int = 120) -> str:

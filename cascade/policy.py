@@ -3,19 +3,39 @@
 Policies are strict pydantic models (`extra="forbid"`): a typo is an error, never a silent default. Every
 problem is reported as `PolicyError` with the file, the field path and what is wrong. The committed JSON
 Schema (`policies/policy.schema.json`, printed by `cascade policy schema`) is generated from these models.
+
+The YAML is read strictly too: a key given twice, nesting past 100 levels, a file that is not UTF-8 text or is
+over 1 MiB are errors, and a plain `version: 1.10` is read as the text written, not as the number 1.1.
+A policy shipped with the package is found by its name (`load_policy("current-models")`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from cascade import _policy_file, _rule_regex
+from cascade._paths import find_policy, shipped_policy_files
 from cascade.errors import PolicyError
+from cascade.fleet.settings import BreakerSettings, Limits, StateSettings
+from cascade.monitor.config import MonitorConfig
 from cascade.prices import ModelPrice, PriceTable, load_prices
 
 ProviderName = Literal["openai", "anthropic", "google"]
@@ -47,14 +67,46 @@ class JudgeConfig(_Strict):
     retries: int = Field(1, ge=0, le=10)
 
 
+NEVER = "never"
+
+
+def _never_is_inf(value: Any) -> Any:
+    """`never` is read as +inf, a threshold above every confidence; a number has to be written as one."""
+    if value == NEVER:
+        return math.inf
+    if isinstance(value, float) and math.isinf(value):
+        raise PydanticCustomError("threshold_inf", "write `never` for a stage whose answer is never accepted")
+    return value
+
+
+def _threshold_in_range(value: float) -> float:
+    if value < 0:
+        raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to 0")
+    if value > 1 and value != math.inf:
+        raise PydanticCustomError("less_than_equal", "Input should be less than or equal to 1")
+    return value
+
+
+# A threshold in [0, 1], or `never` (held as math.inf, so `confidence >= threshold` never holds).
+Threshold = Annotated[
+    float,
+    BeforeValidator(_never_is_inf),
+    AfterValidator(_threshold_in_range),
+    PlainSerializer(lambda value: NEVER if value == math.inf else value, return_type=float | str),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"const": NEVER}]}),
+]
+
+
 class Stage(_Strict):
     """One tier of the cascade."""
 
     name: StageName
     provider: ProviderName
     model: str = Field(min_length=1)
-    threshold: float | None = Field(
-        None, ge=0, le=1, description="Accept this stage's answer when the judge's confidence is >= this."
+    threshold: Threshold | None = Field(
+        None,
+        description="Accept this stage's answer when the judge's confidence is >= this; `never`: the stage "
+        "still answers and is judged (its answer is the fallback if later stages fail) but is never accepted.",
     )
     max_output_tokens: int = Field(1024, ge=1, le=200_000)
     temperature: float | None = Field(
@@ -75,7 +127,12 @@ class RoutingRule(_Strict):
 
     name: str = Field(min_length=1)
     stage: str
-    regex: str | None = Field(None, description="Python regex searched in the query (case-insensitive).")
+    regex: str | None = Field(
+        None,
+        max_length=10_000,
+        description="RE2 regex searched in the query (case-insensitive; linear-time: no backreferences or "
+        "lookaround; \\w, \\d and \\b are ASCII, \\pL is any letter).",
+    )
     keywords: list[str] = Field(default_factory=list, description="Words looked for, case-insensitive.")
     min_keywords: int = Field(1, ge=1, description="How many distinct keywords must appear.")
     min_chars: int | None = Field(None, ge=0)
@@ -84,11 +141,8 @@ class RoutingRule(_Strict):
     @field_validator("regex")
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regex: {exc}") from None
+        if value is not None and (problem := _rule_regex.problem(value)):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -174,11 +228,18 @@ class Policy(_Strict):
     providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     log_text: bool = Field(False, description="Put query and answer text in log events (off: privacy).")
+    # A fleet of workers (cascade/fleet/): shared breakers, spend limits and rate limits.
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    limits: Limits = Field(default_factory=Limits)
+    state: StateSettings = Field(default_factory=StateSettings)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        if isinstance(value, float):  # 1.10 and 1.1 are the same float: which was meant is lost
+            raise ValueError(f'a version is text, not the number {value!r}: quote it (version: "{value!r}")')
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -191,6 +252,12 @@ class Policy(_Strict):
         for i, stage in enumerate(self.stages[:-1]):
             if stage.threshold is None:
                 raise _FieldError(("stages", i, "threshold"), "required on every stage but the last")
+        if self.stages[-1].threshold is not None:
+            raise _FieldError(
+                ("stages", len(self.stages) - 1, "threshold"),
+                "the last stage's answer is kept whatever its confidence, so a threshold there would do nothing: "
+                "remove it",
+            )
         for i, rule in enumerate(self.routing.rules):
             if rule.stage not in seen:
                 raise _FieldError(("routing", "rules", i, "stage"), f"no stage named {rule.stage!r} ({_known(names)})")
@@ -242,26 +309,13 @@ class Policy(_Strict):
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
-        """Load and validate a YAML policy file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PolicyError(str(path), [("", f"cannot read file: {exc.strerror or exc}")]) from None
-        return cls.from_yaml(text, source=str(path))
+        """Load and validate a YAML policy file (a path; `load_policy` also takes a shipped policy's name)."""
+        return cls.from_yaml(_policy_file.read_text(Path(path)), source=str(path))
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<string>") -> Policy:
-        """Validate a policy given as YAML text (read with the safe loader)."""
-        try:
-            data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise PolicyError(source, [("", f"YAML syntax error: {where}{exc.problem}")]) from None
-        except yaml.YAMLError as exc:
-            raise PolicyError(source, [("", f"YAML error: {exc}")]) from None
-        return cls.from_dict(data, source=source)
+        """Validate a policy given as YAML text (read strictly, see `cascade._policy_file`)."""
+        return cls.from_dict(_policy_file.load(text, source=source), source=source)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<dict>") -> Policy:
@@ -275,9 +329,21 @@ class Policy(_Strict):
             raise PolicyError(source, _problems(exc)) from None
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Load and validate a policy file; raises `PolicyError` naming the file, field and problem."""
-    return Policy.from_file(path)
+def load_policy(policy: str | Path) -> Policy:
+    """Load and validate a policy file, or a shipped policy by name (`"current-models"`, see `shipped_policies`).
+
+    A path that exists is always read as a path. Raises `PolicyError` naming the file, field and problem.
+    """
+    return Policy.from_file(find_policy(policy))
+
+
+def shipped_policies() -> dict[str, str]:
+    """The policies shipped with the package, by the name `load_policy` takes, with a one-line description."""
+    found: dict[str, str] = {}
+    for name, path in shipped_policy_files().items():
+        policy = Policy.from_file(path)
+        found[name] = " ".join((policy.description or f"{policy.name} {policy.version}").split())
+    return found
 
 
 class _FieldError(ValueError):
@@ -315,8 +381,12 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             continue
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict | list):
-            message += f" (got {err.get('input')!r})"
+            message += f" (got {_clip(repr(err.get('input')))})"
         if err["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling; see policies/policy.schema.json)"
+            message = "unknown field (check the spelling; `cascade policy schema` prints every field)"
         problems.append((_format_loc(loc), message))
     return problems
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, computed_field
 
+from cascade.prices import Rates
+
 AttemptRole = Literal["answer", "judge", "classify"]
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -55,7 +57,13 @@ class Attempt(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = Field(0, description="Prompt tokens written to the cache (part of input_tokens).")
+    cache_write_1h_tokens: int = Field(0, description="The cache writes kept for an hour (the rest: 5 minutes).")
+    reasoning_tokens: int = Field(0, description="Thinking tokens (part of output_tokens, billed as output).")
     cost_usd: Money = 0.0
+    price: Rates | None = Field(
+        None, description="The rates cost_usd was worked out at and the price data they come from (None: not priced)."
+    )
     latency_s: float = 0.0
     finish_reason: Text | None = None
     confidence: float | None = None

@@ -6,8 +6,8 @@ Pure functions over plain data, shared by the live cascade and the offline repla
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
+from cascade import _rule_regex
 from cascade.policy import ClassifierConfig, Policy, RoutingRule
 
 LABELS = ("low", "medium", "high")
@@ -24,46 +24,41 @@ _CLASSIFIER_PROMPT = (
 )
 
 
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
-@lru_cache(maxsize=1024)
-def _keyword_pattern(keyword: str) -> re.Pattern[str]:
-    return re.compile(r"(?<!\w)" + re.escape(keyword) + r"(?!\w)", re.IGNORECASE)
-
-
-@lru_cache(maxsize=256)
-def _any_keyword(keywords: tuple[str, ...]) -> re.Pattern[str]:
-    """One search for "does any keyword occur": most queries match no rule, and this rejects them in one pass
-    instead of one search per keyword. At each position the alternation tries every keyword, so it finds an
-    occurrence whenever one of the per-keyword patterns would."""
-    alternatives = "|".join(re.escape(k) for k in sorted(set(keywords), key=len, reverse=True))
-    return re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)", re.IGNORECASE)
+def _keyword_pattern(keyword: str) -> str:
+    # An escaped literal between lookarounds: linear-time on Python's `re` (whose own cache keeps it compiled).
+    return r"(?<!\w)" + re.escape(keyword) + r"(?!\w)"
 
 
 def rule_matches(rule: RoutingRule, text: str) -> bool:
-    """True when every condition the rule sets holds for the query text."""
+    """True when every condition the rule sets holds for the query text.
+
+    The regex runs on RE2 (`cascade._rule_regex`): the time it takes is linear in the text, whatever the
+    pattern, so a rule cannot hang the router.
+    """
     if rule.min_chars is not None and len(text) < rule.min_chars:
         return False
     if rule.max_chars is not None and len(text) > rule.max_chars:
         return False
-    if rule.regex is not None and not _compiled(rule.regex).search(text):
+    if rule.regex is not None and not _rule_regex.search(rule.regex, text):
         return False
     if rule.keywords:
-        if not _any_keyword(tuple(rule.keywords)).search(text):
-            return False
-        if rule.min_keywords > 1:
-            # Occurrences can overlap ("files", "multiple files"): count each keyword on its own.
-            hits = sum(1 for kw in set(rule.keywords) if _keyword_pattern(kw).search(text))
-            if hits < rule.min_keywords:
-                return False
+        # Occurrences can overlap ("files", "multiple files"): each keyword is looked for on its own.
+        hits = 0
+        for keyword in dict.fromkeys(rule.keywords):
+            if re.search(_keyword_pattern(keyword), text, re.IGNORECASE):
+                hits += 1
+                if hits >= rule.min_keywords:
+                    return True
+        return False
     return True
 
 
 def route_by_rules(policy: Policy, text: str) -> tuple[str, str] | None:
-    """(stage, `rule:NAME`) for the first matching rule, or None."""
+    """(stage, `rule:NAME`) for the first matching rule, or None when no rule matches.
+
+    Never slow and never out of time: rule regexes run on RE2, in time linear in the text (policies whose
+    patterns RE2 cannot run that way are refused when they load), so there is no time-out case to report.
+    """
     for rule in policy.routing.rules:
         if rule_matches(rule, text):
             return rule.stage, f"rule:{rule.name}"

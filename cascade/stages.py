@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from cascade.budget import ANSWER_BYTES_PER_TOKEN, call_cost_bound
-from cascade.calls import Call, Outcome, Step, attempt_error, record_failure, vendor_call
+from cascade.calls import Call, Outcome, Step, attempt_error, record_failure, record_success, vendor_call
 from cascade.context import QueryContext
 from cascade.decide import StageResult
 from cascade.errors import JudgeError, UnusableAnswerError
@@ -124,18 +124,8 @@ def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completi
         except UnusableAnswerError as exc:
             record_failure(ctx, reply.attempt(error=attempt_error(exc)))
             return None
-    attempt = ctx.trace.record(reply.attempt())
-    ctx.event(
-        "cascade.answer",
-        stage=stage.name,
-        provider=stage.provider,
-        model=stage.model,
-        input_tokens=attempt.input_tokens,
-        output_tokens=attempt.output_tokens,
-        cost_usd=attempt.cost_usd,
-        latency_s=attempt.latency_s,
-        **({"query": ctx.text, "answer": completion.text} if ctx.policy.log_text else {}),
-    )
+    text = {"query": ctx.text, "answer": completion.text} if ctx.policy.log_text else {}
+    record_success(ctx, "cascade.answer", reply.attempt(), **text)
     return completion
 
 
@@ -156,21 +146,8 @@ def judge(ctx: QueryContext, stage: Stage, answer_text: str) -> Generator[Step, 
         failed = reply.attempt(confidence=0.0, threshold=stage.threshold, error=attempt_error(exc))
         record_failure(ctx, failed)
         return Verdict(confidence=0.0, reason="")  # an unreadable verdict escalates, like a low score
-    attempt = ctx.trace.record(
-        reply.attempt(confidence=verdict.confidence, threshold=stage.threshold, judge_reason=verdict.reason)
-    )
-    ctx.event(
-        "cascade.judge",
-        stage=stage.name,
-        provider=config.provider,
-        model=config.model,
-        input_tokens=attempt.input_tokens,
-        output_tokens=attempt.output_tokens,
-        cost_usd=attempt.cost_usd,
-        latency_s=attempt.latency_s,
-        confidence=verdict.confidence,
-        threshold=stage.threshold,
-    )
+    judged = reply.attempt(confidence=verdict.confidence, threshold=stage.threshold, judge_reason=verdict.reason)
+    record_success(ctx, "cascade.judge", judged, confidence=verdict.confidence, threshold=stage.threshold)
     return verdict
 
 

@@ -79,14 +79,16 @@ def _vendor_environment(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
 
 
 def _fail_on_cassette_miss(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDKs wrap vcrpy's miss in a connection error (and would escalate past it): fail loudly instead."""
+    """The SDKs wrap vcrpy's miss in a connection error (and would escalate past it): fail loudly instead.
+
+    `Provider.error_for` sees every exception a vendor call raises before it is translated."""
     from vcr.errors import CannotOverwriteExistingCassetteException
 
     from cascade.providers.base import Provider
 
-    original = Provider._translated
+    original = Provider.error_for
 
-    def translated(self: Provider, exc: Exception, request: Any) -> Any:
+    def error_for(self: Provider, exc: Exception, request: Any) -> Any:
         cause: BaseException | None = exc
         while cause is not None:
             if isinstance(cause, CannotOverwriteExistingCassetteException):
@@ -94,4 +96,4 @@ def _fail_on_cassette_miss(monkeypatch: pytest.MonkeyPatch) -> None:
             cause = cause.__cause__ or cause.__context__
         return original(self, exc, request)
 
-    monkeypatch.setattr(Provider, "_translated", translated)
+    monkeypatch.setattr(Provider, "error_for", error_for)

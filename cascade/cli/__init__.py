@@ -1,9 +1,10 @@
 """The `cascade` command. Only Typer is imported up front, so `cascade --help` answers fast; each command
 imports the engine, the SDKs and Rich when it runs.
 
-The commands live in `commands` (demo, ask, run, policy) and `tuning_commands` (collect, eval, tune); each module
-adds its own to the app below with its `register` function. Exit codes: 0 done, 1 a query failed, 2 a usage or
-policy error, 130 interrupted (Ctrl-C).
+The commands live in `commands` (demo, ask, run, policy), `tuning_commands` (collect, eval, tune),
+`prices_command` (prices), `serve_command` (serve) and `drift_command` (drift); each module adds its own to the
+app below with its `register` function. Exit codes: 0 done, 1 a query failed, 2 a usage or policy error,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cascade.cli import commands, tuning_commands
+from cascade.cli import commands, drift_command, prices_command, serve_command, tuning_commands
 from cascade.cli.common import EXIT_USAGE, fail
 
 app = typer.Typer(
@@ -44,6 +45,9 @@ def _options(
 
 commands.register(app)
 tuning_commands.register(app)
+prices_command.register(app)
+serve_command.register(app)
+drift_command.register(app)
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ from cascade.cli.common import (
     EXIT_OK,
     EXIT_QUERY_FAILED,
     EXIT_USAGE,
-    check_vendors,
     console,
     fail,
 )
+from cascade.cli.preflight import check_vendors
 from cascade.cli.render import Column, Sheet, attempts_sheet, route_line, show, totals_sheets
 from cascade.cli.runner import Row, interrupted_note, run_rows
 from cascade.engine import Cascade
@@ -59,10 +59,10 @@ def answer_one(router: Cascade, query: str, system: str | None, max_cost: float 
     """`cascade ask`: the query checked, then the vendors, then the answer and its attempts; returns the exit code."""
     out = console()
     try:
-        router.context(query, system, None, max_cost, None)  # an empty or oversized query: nothing else matters
+        router.context(query, system=system, max_cost_usd=max_cost)  # an empty or oversized query: nothing else matters
     except (UsageError, ValueError) as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    check_vendors(router.default_policy)
+    check_vendors(router)
     try:
         result = router.run(query, system=system, max_cost_usd=max_cost)
     except (CascadeExhausted, BudgetExhaustedError) as exc:

@@ -69,7 +69,7 @@ class TraceJob:
         self.err = err
 
     async def __call__(self, row: Row) -> Trace:
-        ctx = self.router.context(row["query"], row.get("system"), None, None, row["id"])
+        ctx = self.router.context(row["query"], system=row.get("system"), query_id=row["id"])
         return await self.router.adrive(collect_flow(ctx, row, self.graders[row["id"]]), ctx.policy)
 
     def line(self, row: Row, outcome: Any) -> str | None:

@@ -6,8 +6,6 @@ Only Typer is imported up front (so `cascade --help` answers fast); Rich and the
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,16 +14,19 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cascade.engine import Cascade
-    from cascade.policy import Policy
 
 EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C
-DEFAULT_POLICY = "policies/default.yaml"
+# Commands that call vendors default to the shipped policy for live traffic (`default` is the design's policy,
+# on model ids the vendors have retired: `cascade demo` replays it from its cassette).
+DEFAULT_POLICY = "current-models"
 # Piped output is laid out as wide as it needs: nothing is cut to fit a terminal that is not there.
 PIPED_WIDTH = 10_000
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show structlog events on standard error.")]
-PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Policy file.")]
+PolicyOpt = Annotated[
+    str, typer.Option("--policy", "-p", help="A shipped policy's name (`cascade policy list`) or a policy file.")
+]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Queries in flight.")]
 
 
@@ -76,24 +77,13 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load_router(policy: Path) -> Cascade:
-    """The router for a policy file; an invalid or unreadable policy exits 2 with what is wrong."""
+def load_router(policy: str) -> Cascade:
+    """The router for a shipped policy's name or a policy file; an invalid or unreadable policy exits 2 with what
+    is wrong."""
     from cascade.engine import Cascade
     from cascade.errors import UsageError
 
     try:
         return Cascade.from_policy(policy)
-    except UsageError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-
-
-def check_vendors(policy: Policy, also: Iterable[str] = ()) -> None:
-    """Before the first query: a vendor the policy calls (or `also`, an LLM grader's) without its SDK or its key
-    exits 2 with the error that names the fix, instead of failing every query one by one."""
-    from cascade.cli.preflight import check_ready
-    from cascade.errors import UsageError
-
-    try:
-        check_ready(policy, also)
     except UsageError as exc:
         raise fail(str(exc), EXIT_USAGE) from None

@@ -1,8 +1,7 @@
-"""`cascade policy check`: validate policies and show what each stage costs for an average query."""
+"""`cascade policy check` and `list`: validate policies and show what each stage costs for an average query;
+list the shipped ones."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -10,7 +9,7 @@ from rich.markup import escape
 from cascade.budget import JUDGE_PROMPT_OVERHEAD_TOKENS
 from cascade.cli.render import Column, Sheet, money, show
 from cascade.errors import PolicyError
-from cascade.policy import Policy
+from cascade.policy import Policy, load_policy, shipped_policies
 
 # An "average query" for the price column: a few paragraphs in, a few paragraphs out.
 AVERAGE_INPUT_TOKENS = 500
@@ -32,11 +31,20 @@ def stage_prices(policy: Policy) -> list[tuple[str, float, float]]:
     return rows
 
 
-def check_policies(files: list[Path], out: Console, err: Console) -> bool:
+def list_policies(out: Console) -> None:
+    """One line per shipped policy: the name `--policy` takes, then what the policy is."""
+    shipped = shipped_policies()
+    width = max(map(len, shipped), default=0)
+    for name, description in shipped.items():
+        out.print(f"{name:<{width}}  {description}", markup=False, highlight=False, soft_wrap=True)
+
+
+def check_policies(policies: list[str], out: Console, err: Console) -> bool:
+    """Validate each policy (a shipped policy's name or a file) and show its stages; False if one is invalid."""
     ok = True
-    for path in files:
+    for given in policies:
         try:
-            policy = Policy.from_file(path)
+            policy = load_policy(given)
         except PolicyError as exc:
             err.print(f"[bold red]invalid[/] {escape(str(exc))}", highlight=False)
             ok = False
@@ -47,7 +55,7 @@ def check_policies(files: list[Path], out: Console, err: Console) -> bool:
         columns = [Column(n) for n in ("stage", "provider", "model")] + [Column("threshold", numeric=True)]
         columns += [Column("judge"), Column("answer", numeric=True), Column("+ judge", numeric=True)]
         sheet = Sheet(
-            f"{path}: {policy.name} v{policy.version} - valid",
+            f"{given}: {policy.name} v{policy.version} - valid",
             columns,
             caption=f"price of an average query ({AVERAGE_INPUT_TOKENS} tokens in, {AVERAGE_OUTPUT_TOKENS} out) at "
             f"each stage; {len(policy.routing.rules)} routing rule(s); budget {budget} per query; "

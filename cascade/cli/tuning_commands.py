@@ -60,7 +60,7 @@ def collect(
         Path, typer.Option("--input", "-i", help='JSON lines: {"id", "query"[, "system", "reference", "grader"]}.')
     ],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Traces, JSON lines, appended.")],
-    policy: PolicyOpt = Path(DEFAULT_POLICY),
+    policy: PolicyOpt = DEFAULT_POLICY,
     concurrency: ConcurrencyOpt = 8,
     grader: GraderOpt = None,
     tolerance: ToleranceOpt = None,
@@ -73,6 +73,7 @@ def collect(
     """Shadow mode: every stage answers and is judged, for every query; traces appended, resumable like `run`."""
     configure_logging(verbose)
     from cascade.cli.collecting import row_graders, trace_rows
+    from cascade.cli.preflight import check_vendors
     from cascade.cli.runner import read_rows
     from cascade.errors import UsageError
     from cascade.tuning.graders import LLMGrader
@@ -83,7 +84,7 @@ def collect(
         default = grader.value if grader else None
         graders = row_graders(router.default_policy, rows, default, tolerance, grader_model, grader_provider)
         llm_vendors = {g.provider for g in graders.values() if isinstance(g, LLMGrader)}
-        common.check_vendors(router.default_policy, llm_vendors)
+        check_vendors(router, also=llm_vendors)
         code = trace_rows(router, rows, graders, output_path, concurrency)
     except UsageError as exc:  # an input row, a grader, or the output cannot be used
         raise fail(str(exc), EXIT_USAGE) from None
@@ -92,7 +93,7 @@ def collect(
 
 def eval_command(
     traces: TracesOpt,
-    policy: PolicyOpt = Path(DEFAULT_POLICY),
+    policy: PolicyOpt = DEFAULT_POLICY,
     labels: LabelsOpt = None,
     grader: GraderOpt = None,
     tolerance: ToleranceOpt = None,
@@ -117,56 +118,86 @@ def eval_command(
 def tune(
     traces: TracesOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the tuned policy.")],
-    policy: PolicyOpt = Path(DEFAULT_POLICY),
+    policy: PolicyOpt = DEFAULT_POLICY,
     target: Annotated[float, typer.Option("--target", min=0, help="Quality to keep (see --relative-to).")] = 0.99,
     relative_to: Annotated[
         RelativeTo, typer.Option("--relative-to", help="last: target x the last stage's own quality; absolute.")
     ] = RelativeTo.last,
+    confidence: Annotated[
+        float,
+        typer.Option(
+            "--confidence",
+            min=0,
+            max=0.999,
+            help="Probability that the target holds on new traffic like the traces (0: the in-sample optimum).",
+        ),
+    ] = 0.95,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the cost-quality frontier to this PNG.")] = None,
     holdout: Annotated[
-        float, typer.Option("--holdout", min=0, max=0.9, help="Share of queries held out (0: none).")
-    ] = 0.25,
+        float,
+        typer.Option("--holdout", min=0, max=0.9, help="Also report tuning on the rest replayed on this share."),
+    ] = 0.0,
     folds: Annotated[
-        int, typer.Option("--folds", min=0, help="K-fold cross-validation instead of a holdout (K >= 2).")
+        int, typer.Option("--folds", min=0, help="Also report K-fold cross-validated figures (K >= 2).")
     ] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the holdout or fold split.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the splits (path, holdout, folds).")] = 0,
     labels: LabelsOpt = None,
     grader: GraderOpt = None,
     tolerance: ToleranceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Find the cheapest thresholds whose replayed quality meets the target; write them into a copy of the policy."""
+    """Find the cheapest thresholds that keep the target on new traffic (at --confidence); write them into a copy
+    of the policy. The thresholds learn from every label; --holdout and --folds only add figures."""
     if relative_to is RelativeTo.absolute and target > 1:
         raise fail("an absolute --target is a quality in [0, 1]", EXIT_USAGE)
     if folds == 1:
-        raise fail("--folds needs at least 2 folds (or 0 for a holdout)", EXIT_USAGE)
+        raise fail("--folds needs at least 2 folds (or 0 for none)", EXIT_USAGE)
     if plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ModuleNotFoundError:
             raise fail("--plot needs matplotlib: pip install 'cascade-router[plot]'", EXIT_USAGE) from None
     from cascade.cli import tuning_view as view
+    from cascade.errors import UsageError
+    from cascade.policy import load_policy
+    from cascade.tuning.columns import read_replay_data
     from cascade.tuning.replay import evaluate, policy_thresholds
-    from cascade.tuning.search import tune as run_tune
+    from cascade.tuning.tuner import tune as run_tune
 
-    loaded, data = view.load(policy, traces, labels, grader, tolerance)
+    if labels is None and grader is None:  # nothing to merge into the traces: read them straight into columns
+        try:
+            loaded = load_policy(policy)
+            data = read_replay_data(loaded, traces)
+        except UsageError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    else:
+        loaded, data = view.load(policy, traces, labels, grader, tolerance)
     start = policy_thresholds(loaded)
     tuned = run_tune(
-        data, target, relative_to.value, holdout=holdout, folds=folds, seed=seed, start=start, want_points=bool(plot)
+        data,
+        target,
+        relative_to.value,
+        confidence=confidence,
+        holdout=holdout,
+        folds=folds,
+        seed=seed,
+        start=start,
+        want_points=bool(plot),
     )
-    current = evaluate(data.subset(tuned.rows), start)
+    current = evaluate(data, start)
     if json_output:
         print(json.dumps(view.tune_json(tuned, current), indent=2))
     else:
         view.print_tune(loaded, traces, data, tuned, current)
     if not tuned.result.feasible:
-        raise fail(
-            f"no setting reaches quality {tuned.need:.4f} on these traces (best: {tuned.result.quality:.4f}); "
-            "nothing written",
-            EXIT_QUERY_FAILED,
-        )
+        best = f"best: {tuned.optimum.quality:.4f}"
+        why = f"no setting reaches quality {tuned.need:.4f} on these traces ({best})"
+        if confidence > 0 and tuned.optimum.feasible:
+            why = f"no setting reaches quality {tuned.need:.4f} at confidence {confidence:g} ({best} in sample)"
+        raise fail(f"{why}; nothing written", EXIT_QUERY_FAILED)
     parts = [f"--policy {policy}", f"--traces {traces}", f"--target {target:g}", f"--relative-to {relative_to.value}"]
-    parts.append(f"--folds {folds}" if folds >= 2 else f"--holdout {holdout:g}")
+    parts.append(f"--confidence {confidence:g}")
+    parts += [f"--folds {folds}"] if folds >= 2 else [f"--holdout {holdout:g}"] if holdout > 0 else []
     parts += [f"--seed {seed}"] if seed else []
     parts += [f"--labels {labels}"] if labels else []
     parts += [f"--grader {grader.value}"] if grader else []

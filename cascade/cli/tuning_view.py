@@ -11,25 +11,26 @@ from typing import Any
 
 from rich.console import Console
 
+from cascade._paths import find_policy
 from cascade.cli.common import EXIT_USAGE, console, fail
 from cascade.cli.render import Column, Sheet, money, show
 from cascade.cli.tuning_commands import GraderName
 from cascade.errors import PolicyError, UsageError
-from cascade.policy import Policy
+from cascade.policy import Policy, load_policy
 from cascade.tuning.graders import get_grader, grade_traces
 from cascade.tuning.replay import EvalReport, Figures, ReplayData, evaluate, policy_thresholds, replay_data
-from cascade.tuning.search import TuneReport
 from cascade.tuning.traces import merge_labels, read_labels, read_traces, traces_sha256
-from cascade.tuning.write import write_tuned_policy
+from cascade.tuning.tuner import TuneReport
+from cascade.tuning.write import threshold_text, write_tuned_policy
 
 
 def load(
-    policy_path: Path, traces: Path, labels: Path | None, grader: GraderName | None, tolerance: float | None
+    policy: str, traces: Path, labels: Path | None, grader: GraderName | None, tolerance: float | None
 ) -> tuple[Policy, ReplayData]:
     """The policy and the traces as replay arrays; usage errors exit 2 without a traceback."""
     err = console(stderr=True)
     try:
-        loaded = Policy.from_file(policy_path)
+        loaded = load_policy(policy)
         rows = read_traces(traces)
         if grader is GraderName.llm:
             raise UsageError("the llm grader calls a model: use it with `cascade collect --grader llm`")
@@ -83,22 +84,63 @@ def shares_sheet(report: EvalReport) -> Sheet:
 
 def print_tune(policy: Policy, traces: Path, data: ReplayData, tuned: TuneReport, current: EvalReport) -> None:
     out = console()
-    caption = f"{tuned.result.method} search over {tuned.result.settings:,} settings"
-    thresholds = Sheet("Thresholds", [Column("stage"), Column("now", True), Column("tuned", True)], caption=caption)
+    caption = f"{tuned.method}; {tuned.result.settings:,} settings"
+    columns = [Column("stage"), Column("now", True), Column("tuned", True)]
+    if tuned.confidence > 0:
+        columns.append(Column("in-sample optimum", True))
+    thresholds = Sheet("Thresholds", columns, caption=caption)
     for stage in policy.stages[:-1]:
-        thresholds.add(stage.name, f"{stage.threshold:g}", f"{tuned.thresholds[stage.name]:g}")
-    title = f"In-sample: the {tuned.tuned_on} queries tuned on ({traces})"
-    show(out, thresholds, figures_sheet(title, tuned.in_sample, "tuned", [("current policy", current.cascade)]))
-    out.print(f"target: quality >= {tuned.need:.4f}", highlight=False)
+        row = [stage.name, threshold_text(stage.threshold or 0.0), threshold_text(tuned.thresholds[stage.name])]
+        if tuned.confidence > 0:
+            row.append(threshold_text(tuned.optimum.thresholds[policy.stage_index(stage.name)]))
+        thresholds.add(*row)
+    extra = [("current policy", current.cascade)]
+    if tuned.confidence > 0:
+        extra.insert(0, ("in-sample optimum (--confidence 0)", tuned.optimum_report.cascade))
+    title = f"In-sample: all {tuned.tuned_on} labelled queries ({traces}), which the thresholds are tuned on"
+    show(out, thresholds, figures_sheet(title, tuned.in_sample, "tuned", extra))
+    for line in guarantee_lines(tuned):
+        out.print(line, highlight=False)
     held = tuned.held_out
-    if held is None:
-        out.print("[yellow]no held-out figures (--holdout 0): the in-sample figures are optimistic[/]")
-    else:
+    if held is not None:
         held_current = evaluate(data.subset(held.rows), policy_thresholds(policy)).cascade
         show(out, figures_sheet(f"Held out: {held.how}", held.report, "tuned", [("current policy", held_current)]))
-        verdict = "[green]met[/]" if held.met else "[bold yellow]NOT met: the thresholds may overfit[/]"
-        out.print(f"held-out target: quality >= {held.need:.4f}: {verdict}", highlight=False)
+        verdict = "[green]met[/]" if held.met else "[bold yellow]NOT met[/]"
+        out.print(f"held-out target: quality >= {held.need:.4f}: {verdict} (not what is written)", highlight=False)
     print_notes(out, policy)
+
+
+def guarantee_lines(tuned: TuneReport) -> list[str]:
+    """The target, the guarantee and what it cost, in words (the tune output and the policy header)."""
+    lines = [f"target: quality >= {tuned.need:.4f}{_relative(tuned)}"]
+    bound = f"{tuned.bound_confidence:.0%} lower bound"
+    quality = f"quality {tuned.in_sample.cascade.quality:.4f} ({bound} {tuned.quality_lower:.4f}"
+    quality += f", {tuned.ratio_lower:.4f} x {tuned.in_sample.last.name})" if tuned.ratio_lower is not None else ")"
+    if tuned.confidence > 0:
+        lines.append(
+            f"guarantee: the target holds on new traffic like these traces with probability >= "
+            f"{tuned.confidence:g} ({tuned.method})"
+        )
+    else:
+        lines.append("no guarantee (--confidence 0): the in-sample optimum, which new traffic often falls short of")
+    lines.append(f"expected saving {tuned.saving:.1%} against {tuned.in_sample.last.name}; {quality}")
+    if tuned.confidence > 0:
+        lines.append(
+            f"the guarantee costs {tuned.guarantee_cost:.1%} of saving: the in-sample optimum saves "
+            f"{tuned.optimum_saving:.1%}"
+        )
+    if tuned.more_labels is not None:
+        more = tuned.more_labels
+        lines.append(
+            f"too few labels for this target: about {more.labels:,} ({max(more.labels - tuned.tuned_on, 0):,} more) "
+            f"would certify a setting saving {more.saving:.1%}, if the traffic looks like these labels"
+        )
+    return lines
+
+
+def _relative(tuned: TuneReport) -> str:
+    last = tuned.in_sample.last
+    return f" = {tuned.target:g} x {last.name} ({last.quality:.4f})" if tuned.relative_to == "last" else ""
 
 
 def _plain(value: Any) -> Any:
@@ -122,14 +164,27 @@ def report_json(report: EvalReport) -> dict[str, Any]:
 def tune_json(tuned: TuneReport, current: EvalReport) -> dict[str, Any]:
     held = tuned.held_out
     data = {
-        "thresholds": tuned.thresholds,
+        "thresholds": {name: _json_threshold(value) for name, value in tuned.thresholds.items()},
         "feasible": tuned.result.feasible,
-        "method": tuned.result.method,
+        "method": tuned.method,
+        "confidence": tuned.confidence,
         "settings": tuned.result.settings,
         "target": tuned.target,
         "relative_to": tuned.relative_to,
         "need": tuned.need,
         "tuned_on": tuned.tuned_on,
+        "saving": tuned.saving,
+        "quality": tuned.in_sample.cascade.quality,
+        "quality_lower": tuned.quality_lower,
+        "ratio_lower": tuned.ratio_lower,
+        "bound_confidence": tuned.bound_confidence,
+        "optimum": {
+            "thresholds": dict(zip(tuned.thresholds, map(_json_threshold, tuned.optimum.thresholds), strict=True)),
+            "saving": tuned.optimum_saving,
+            **report_json(tuned.optimum_report),
+        },
+        "guarantee_cost": tuned.guarantee_cost,
+        "more_labels": None if tuned.more_labels is None else asdict(tuned.more_labels),
         "current": report_json(current),
         "in_sample": report_json(tuned.in_sample),
         "held_out": None
@@ -139,31 +194,38 @@ def tune_json(tuned: TuneReport, current: EvalReport) -> dict[str, Any]:
     return dict(_plain(data))
 
 
-def write_tuned(policy: Path, output: Path, traces: Path, tuned: TuneReport, command: str) -> None:
-    """Write the tuned policy under a header: the traces' hash, the date, the target, the figures, the command."""
+def _json_threshold(value: float) -> float | str:
+    return threshold_text(value) if math.isinf(value) else value
+
+
+def write_tuned(policy: str, output: Path, traces: Path, tuned: TuneReport, command: str) -> None:
+    """Write the tuned policy under a header: the traces' hash, the date, the method, the figures, the command."""
     sample, held = tuned.in_sample, tuned.held_out
-    relative = (
-        f" = {tuned.target:g} x {sample.last.name} ({sample.last.quality:.4f})" if tuned.relative_to == "last" else ""
-    )
     header = [
         f"thresholds tuned offline by `cascade tune` on {datetime.now(UTC).date().isoformat()}",
         f"traces: {traces} (sha256 {traces_sha256(traces)})",
-        f"target: quality >= {tuned.need:.4f}{relative}",
-        f"in-sample ({tuned.tuned_on} queries): {_line(sample)}",
+        f"target: quality >= {tuned.need:.4f}{_relative(tuned)}",
+        f"method: {tuned.method}" if tuned.confidence > 0 else "method: in-sample optimum, no guarantee",
+        f"tuned on all {tuned.tuned_on} queries: {_line(sample)}; {tuned.bound_confidence:.0%} lower bound on "
+        f"quality {tuned.quality_lower:.4f}",
     ]
+    if tuned.confidence > 0:
+        header.append(
+            f"guarantee: target held with probability >= {tuned.confidence:g}; in-sample optimum saves "
+            f"{tuned.optimum_saving:.1%} (the guarantee costs {tuned.guarantee_cost:.1%})"
+        )
     if held is not None:
         status = "target met" if held.met else f"BELOW the held-out target {held.need:.4f}"
         header.append(f"held out ({held.how}): {_line(held.report)}; {status}")
     header.append(f"reproduce: {command}")
     try:
-        write_tuned_policy(policy, output, tuned.thresholds, header)
+        write_tuned_policy(find_policy(policy), output, tuned.thresholds, header)
     except (PolicyError, OSError) as exc:
         raise fail(str(exc), EXIT_USAGE) from None
 
 
 def _line(report: EvalReport) -> str:
     c = report.cascade
-    return (
-        f"quality {c.quality:.4f}, ${c.cost_per_query:.6f}/query, "
-        f"{report.saving_against(report.last):.1%} cheaper than {report.last.name}"
-    )
+    saving = report.saving_against(report.last)
+    than = f"{saving:.1%} cheaper than" if saving >= 0 else f"{-saving:.1%} dearer than"
+    return f"quality {c.quality:.4f}, ${c.cost_per_query:.6f}/query, {than} {report.last.name}"

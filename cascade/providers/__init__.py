@@ -1,31 +1,41 @@
 """Vendor adapters, one module each, loaded only when a policy names the vendor.
 
 `import cascade` imports no vendor SDK: `get_provider_class` imports the adapter module (and with it the SDK)
-on first use, and turns a missing SDK into `MissingDependencyError` naming the extra to install.
+on first use, and turns a missing SDK into `MissingDependencyError` naming the extra to install. What the engine
+must know of a vendor before that (does it return log-probabilities?) is in the registry entry.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from cascade.errors import MissingDependencyError
+from cascade.errors import InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
     from cascade.providers.base import Provider
 
-PROVIDERS = ("openai", "anthropic", "google")
 
-# (provider, backend) -> (adapter module, class, SDK module, extra that installs it)
-_ADAPTERS: dict[tuple[str, str], tuple[str, str, str, str]] = {
-    ("openai", "default"): ("cascade.providers.openai", "OpenAIProvider", "openai", "openai"),
-    ("anthropic", "default"): ("cascade.providers.anthropic", "AnthropicProvider", "anthropic", "anthropic"),
-    ("google", "genai"): ("cascade.providers.google", "GoogleProvider", "google.genai", "google"),
-    ("google", "generativeai"): (
-        "cascade.providers.google_legacy",
-        "GoogleLegacyProvider",
-        "google.generativeai",
-        "google-legacy",
+class Adapter(NamedTuple):
+    """One registry entry: where the adapter lives, the SDK it imports, and facts about its vendor's API."""
+
+    module: str
+    class_name: str
+    sdk: str
+    extra: str  # the `pip install 'cascade-router[EXTRA]'` that brings the SDK
+    returns_logprobs: bool  # the same as the class's `returns_logprobs` (a test holds them equal)
+
+
+# (provider, backend) -> adapter
+ADAPTERS: dict[tuple[str, str], Adapter] = {
+    ("openai", "default"): Adapter("cascade.providers.openai", "OpenAIProvider", "openai", "openai", True),
+    # The Messages API has no log-probabilities.
+    ("anthropic", "default"): Adapter(
+        "cascade.providers.anthropic", "AnthropicProvider", "anthropic", "anthropic", False
+    ),
+    ("google", "genai"): Adapter("cascade.providers.google", "GoogleProvider", "google.genai", "google", True),
+    ("google", "generativeai"): Adapter(
+        "cascade.providers.google_legacy", "GoogleLegacyProvider", "google.generativeai", "google-legacy", True
     ),
 }
 
@@ -42,23 +52,29 @@ DEFAULT_BASE_URL_ENV: dict[str, str] = {
 }
 
 
+def adapter_entry(provider: str, backend: str | None = None) -> Adapter:
+    """The registry entry for a provider (and, for google, a backend: `genai` unless told)."""
+    key = (provider, backend or ("genai" if provider == "google" else "default"))
+    if key not in ADAPTERS:
+        raise InvalidArgumentError(f"unknown provider/backend {key}")
+    return ADAPTERS[key]
+
+
 def get_provider_class(provider: str, backend: str | None = None) -> type[Provider]:
     """The adapter class for a provider (and, for google, a backend), importing its SDK now."""
-    key = (provider, backend or ("genai" if provider == "google" else "default"))
-    if key not in _ADAPTERS:
-        raise ValueError(f"unknown provider/backend {key}")
-    module_name, class_name, sdk, extra = _ADAPTERS[key]
+    entry = adapter_entry(provider, backend)
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(entry.module)
     except ModuleNotFoundError as exc:
+        sdk = entry.sdk
         if exc.name and (exc.name == sdk or sdk.startswith(exc.name + ".") or exc.name.startswith(sdk)):
-            raise MissingDependencyError(provider, extra, sdk) from exc
+            raise MissingDependencyError(provider, entry.extra, sdk) from exc
         raise
-    cls: type[Provider] = getattr(module, class_name)
+    cls: type[Provider] = getattr(module, entry.class_name)
     return cls
 
 
 def returns_logprobs(provider: str, backend: str | None = None) -> bool:
     """Whether the vendor's API returns token log-probabilities (the judge's `logprobs` method), without importing
-    its SDK. The Anthropic Messages API has none."""
-    return provider != "anthropic"
+    its SDK."""
+    return adapter_entry(provider, backend).returns_logprobs

@@ -1,8 +1,13 @@
-"""SDK clients for the openai and anthropic adapters: one sync client, one async client per event loop.
+"""How adapters hold their SDK clients: built on first use, once, under a lock; async ones per event loop.
 
-Async connections belong to the loop that opened them: reused from another loop (a second `asyncio.run`) they
-fail with "Event loop is closed", which would pass for a connection error and escalate past the vendor every
-time. The engine's sync batch calls from worker threads, so each client is built once, under a lock.
+The engine's sync batch calls one adapter from many threads, and a client built twice is not harmless: the loser
+is garbage-collected, and some SDK clients close what they were built with when collected (google-genai closes
+its HTTP clients). Async connections belong to the loop that opened them: reused from another loop (a second
+`asyncio.run`) they fail with "Event loop is closed", which would pass for a connection error and escalate past
+the vendor every time.
+
+A client given to an adapter's constructor is used as it is, on every loop, and never closed by the adapter: it
+is the caller's.
 
 Also the two helpers behind the `async_http: aiohttp` provider setting, shared by the openai, anthropic and google
 adapters.
@@ -11,60 +16,66 @@ adapters.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from cascade.errors import MissingDependencyError
 
-S = TypeVar("S")
-A = TypeVar("A")
+T = TypeVar("T")
 
 
-class LoopClients(Generic[S, A]):
-    """Builds clients on first use from `make_sync` / `make_async`; `aclose` closes this loop's."""
+class Lazy(Generic[T]):
+    """One object, built by `make` on first use (under a lock), or the one given."""
 
-    def __init__(self, make_sync: Callable[[], S], make_async: Callable[[], A]) -> None:
-        self._make_sync = make_sync
-        self._make_async = make_async
-        self._sync: S | None = None
-        self._async: dict[asyncio.AbstractEventLoop, A] = {}
+    def __init__(self, make: Callable[[], T], given: T | None = None) -> None:
+        self._make = make
+        self._value = given
+        self._owned = given is None
         self._lock = threading.Lock()
 
-    def sync(self) -> S:
-        client = self._sync  # built already: no lock (every call comes here)
-        if client is not None:
-            return client
+    def get(self) -> T:
         with self._lock:
-            if self._sync is None:
-                self._sync = self._make_sync()
-            return self._sync
+            if self._value is None:
+                self._value = self._make()
+            return self._value
 
-    def async_(self) -> A:
+    def take(self) -> T | None:
+        """Forget the object if this holder built it, and return it for closing; the next `get` builds anew."""
+        with self._lock:
+            if not self._owned:
+                return None
+            value, self._value = self._value, None
+            return value
+
+
+class PerLoop(Generic[T]):
+    """One object per running event loop, built by `make` on first use in that loop, or the one given for all."""
+
+    def __init__(self, make: Callable[[], T], given: T | None = None) -> None:
+        self._make = make
+        self._given = given
+        self._by_loop: dict[asyncio.AbstractEventLoop, T] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if self._given is not None:
+            return self._given
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)  # this loop's client, built already: no lock, no clean-up pass
-        if client is not None:
-            return client
         with self._lock:
-            for closed in [other for other in self._async if other.is_closed()]:
-                del self._async[closed]  # nothing left to close them with
-            client = self._async.get(loop)
-            if client is None:
-                client = self._async[loop] = self._make_async()
-            return client
+            for closed in [other for other in self._by_loop if other.is_closed()]:
+                del self._by_loop[closed]  # nothing left to close them with
+            value = self._by_loop.get(loop)
+            if value is None:
+                value = self._by_loop[loop] = self._make()
+            return value
 
-    async def aclose(self) -> None:
-        """Close the sync client and the running loop's async client. The next call reconnects."""
+    def take(self) -> T | None:
+        """Forget the running loop's object, if this holder built it, and return it for closing."""
         with self._lock:
-            sync, self._sync = self._sync, None
-            async_ = self._async.pop(asyncio.get_running_loop(), None)
-        if sync is not None:
-            _close: Any = sync
-            _close.close()
-        if async_ is not None:
-            _aclose: Any = async_
-            await _aclose.close()
+            return self._by_loop.pop(asyncio.get_running_loop(), None)
 
 
 def require_aiohttp(provider: str) -> ModuleType:
@@ -78,13 +89,15 @@ def require_aiohttp(provider: str) -> ModuleType:
     return aiohttp
 
 
-def aiohttp_connection_failure(aiohttp: ModuleType | None, exc: BaseException) -> BaseException | None:
+def aiohttp_connection_failure(exc: BaseException) -> BaseException | None:
     """The aiohttp error behind an SDK exception when it is a refused or dropped connection, not a timeout.
 
     The openai SDK's aiohttp bridge (openai 3.57) maps every `aiohttp.ClientConnectionError`, a refused connection
     included, to `httpx2.ConnectTimeout`, so the SDK reports `APITimeoutError` for a vendor it never reached. The
-    aiohttp timeouts are `ClientConnectionError`s too, but also `TimeoutError`s: those stay timeouts.
+    aiohttp timeouts are `ClientConnectionError`s too, but also `TimeoutError`s: those stay timeouts. An aiohttp
+    error can only be there if aiohttp was imported (by the adapter, or by the caller for a client they built).
     """
+    aiohttp = sys.modules.get("aiohttp")
     if aiohttp is None:
         return None
     cause = exc.__cause__

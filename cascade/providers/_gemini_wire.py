@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from cascade.errors import MalformedResponseError, ProviderError, VendorHTTPError
+from cascade.errors import MalformedResponseError, ProviderError
 from cascade.providers.base import Completion, FinishReason, error_for_status
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -65,6 +65,7 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
     common: dict[str, Any] = {
         "input_tokens": prompt,
         "output_tokens": candidates_tokens + thoughts,
+        "reasoning_tokens": thoughts,
         "cached_input_tokens": counts["cachedContentTokenCount"],
         "model": model,
         "latency_s": latency_s,
@@ -112,20 +113,9 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
     )
 
 
-def http_error(
-    status: int,
-    message: str,
-    *,
-    provider: str,
-    model: str,
-    body: Any = None,
-    headers: Mapping[str, str] | None = None,
-) -> ProviderError:
+def http_error(status: int, message: str, *, body: Any = None, headers: Any = None, **where: str) -> ProviderError:
     """The cascade error for a Gemini HTTP error; a 429 without `retry-after` takes the body's RetryInfo delay."""
-    error = error_for_status(status, message, provider=provider, model=model, body=body, headers=headers)
-    if isinstance(error, VendorHTTPError) and error.retry_after is None:
-        error.retry_after = retry_delay(body)
-    return error
+    return error_for_status(status, message, body=body, headers=headers, retry_after=retry_delay(body), **where)
 
 
 def retry_delay(body: Any) -> float | None:

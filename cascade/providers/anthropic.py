@@ -10,26 +10,15 @@ What the request leaves out, on purpose:
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic  # first: the registry names the missing extra from the first failed import
 from anthropic.types import AssistantMessageParam, Message, MessageParam, UserMessageParam
 
-from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
-from cascade.providers._clients import LoopClients, aiohttp_connection_failure, require_aiohttp
-from cascade.providers.base import (
-    Completion,
-    CompletionRequest,
-    FinishReason,
-    Provider,
-    ProviderSettings,
-    error_for_status,
-)
-
-# Passed explicitly: with `base_url=None` the SDK would read ANTHROPIC_BASE_URL or a profile on disk even when
-# the settings name another variable.
-_DEFAULT_BASE_URL = "https://api.anthropic.com"
+from cascade.errors import MalformedResponseError
+from cascade.providers._stainless import StainlessProvider
+from cascade.providers.base import Completion, CompletionRequest, FinishReason
+from cascade.providers.usage import anthropic_detail
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -42,57 +31,27 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-class AnthropicProvider(Provider):
-    """Claude via one `anthropic.Anthropic` and one `anthropic.AsyncAnthropic` per event loop, no SDK retries."""
+class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAnthropic]):
+    """Claude via one `anthropic.Anthropic` and one `anthropic.AsyncAnthropic` per event loop, no SDK retries.
+
+    `AnthropicProvider(settings)` builds its clients from the settings on first use; `client=` / `async_client=`
+    take clients you built.
+    """
 
     name = "anthropic"
+    returns_logprobs = False  # the Messages API has none
+    sdk: ClassVar[Any] = anthropic
+    client_class = anthropic.Anthropic
+    async_client_class = anthropic.AsyncAnthropic
+    default_base_url = "https://api.anthropic.com"
 
-    def __init__(self, settings: ProviderSettings) -> None:
-        super().__init__(settings)
-        # `async_http: aiohttp`: checked here, so that a missing package is reported before any call.
-        self._aiohttp = require_aiohttp(self.name) if settings.async_http == "aiohttp" else None
-        # One sync client, one async client per event loop (see _clients.py), built on first use.
-        self._clients = LoopClients(
-            lambda: anthropic.Anthropic(**self._options()),
-            lambda: anthropic.AsyncAnthropic(**self._options(), **self._async_http()),
-        )
+    def send(self, request: CompletionRequest) -> Any:
+        return self._sync.get().messages.create(**_arguments(request))
 
-    def _options(self) -> dict[str, Any]:
-        # An explicit key also stops the SDK from looking for ANTHROPIC_AUTH_TOKEN, profiles or federation.
-        # max_retries=0: the engine retries under the stage's deadline (the SDK would sleep any Retry-After).
-        return {
-            "api_key": self.settings.resolve_key(self.name),
-            "base_url": self.settings.resolve_base_url() or _DEFAULT_BASE_URL,
-            "max_retries": 0,
-        }
+    async def asend(self, request: CompletionRequest) -> Any:
+        return await self._async.get().messages.create(**_arguments(request))
 
-    def _async_http(self) -> dict[str, Any]:
-        # The SDK's own aiohttp client keeps the SDK's default timeout and connection limits; closing the
-        # AsyncAnthropic closes it and its aiohttp session.
-        return {"http_client": anthropic.DefaultAioHttpClient()} if self._aiohttp is not None else {}
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def _send(self, request: CompletionRequest) -> Message:
-        return self._clients.sync().messages.create(
-            model=request.model,
-            max_tokens=request.max_output_tokens,
-            messages=_messages(request),
-            system=request.system or anthropic.omit,
-            timeout=request.timeout_s,
-        )
-
-    async def _asend(self, request: CompletionRequest) -> Message:
-        return await self._clients.async_().messages.create(
-            model=request.model,
-            max_tokens=request.max_output_tokens,
-            messages=_messages(request),
-            system=request.system or anthropic.omit,
-            timeout=request.timeout_s,
-        )
-
-    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+    def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a body that is not
         # JSON-typed comes back as a plain string. So every field used here is checked (with plain loops and
         # tests: this runs on every call).
@@ -134,9 +93,10 @@ class AnthropicProvider(Provider):
         # Anthropic reports cache reads and cache writes apart from `input_tokens`; the prompt is all three.
         # input_tokens = uncached + cache reads + cache writes, and cached_input_tokens = cache reads, so that
         # cached tokens are part of the input as with OpenAI and prices.py bills the reads at the cached rate.
-        # Cache writes (billed at 1.25x by Anthropic) are counted as plain input.
+        # Cache writes are reported apart as well (5-minute writes bill at 1.25x the input rate, 1-hour ones at 2x).
         cache_read = cache_read_count or 0
         input_tokens = input_count + cache_read + (cache_write_count or 0)
+        detail = anthropic_detail(usage)
 
         text: str | None = "".join(texts) if texts else None
         refusal = None
@@ -160,37 +120,28 @@ class AnthropicProvider(Provider):
             provider=self.name,
             request_id=getattr(response, "_request_id", None) or response.id or None,
             cached_input_tokens=cache_read,
+            cache_write_tokens=detail.cache_write_tokens,
+            cache_write_1h_tokens=detail.cache_write_1h_tokens,
+            reasoning_tokens=detail.reasoning_tokens,
             refusal=refusal,
         )
 
     def _malformed(self, request: CompletionRequest, problem: str) -> MalformedResponseError:
         return MalformedResponseError(f"anthropic: Messages reply {problem}", provider=self.name, model=request.model)
 
-    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
-        where = {"provider": self.name, "model": request.model}
-        if isinstance(exc, anthropic.APIStatusError):
-            message = exc.api_message or exc.message
-            if exc.type:
-                message = f"{exc.type}: {message}"
-            return error_for_status(
-                exc.status_code, message, body=exc.body, headers=dict(exc.response.headers), **where
-            )
-        # APITimeoutError is a subclass of APIConnectionError: test it first.
-        if isinstance(exc, anthropic.APITimeoutError):
-            # An aiohttp bridge may call a refused connection a timeout (openai's does: see _clients.py).
-            if (dropped := aiohttp_connection_failure(self._aiohttp, exc)) is not None:
-                return VendorConnectionError(
-                    f"anthropic: could not connect ({type(dropped).__name__}: {dropped})", **where
-                )
-            return VendorTimeoutError(f"anthropic: no reply within {request.timeout_s:g} s", **where)
-        if isinstance(exc, anthropic.APIConnectionError):
-            cause = exc.__cause__
-            why = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-            return VendorConnectionError(f"anthropic: could not connect ({why})", **where)
-        if isinstance(exc, json.JSONDecodeError | anthropic.APIResponseValidationError):
-            # A JSON content type over a body that is not JSON (a proxy's error page, a cut-off reply).
-            return MalformedResponseError(f"anthropic: reply body is not JSON ({exc})", **where)
-        return None
+    def _status_message(self, exc: Any) -> str:
+        message = exc.api_message or exc.message
+        return f"{exc.type}: {message}" if exc.type else str(message)
+
+
+def _arguments(request: CompletionRequest) -> dict[str, Any]:
+    return {
+        "model": request.model,
+        "max_tokens": request.max_output_tokens,
+        "messages": _messages(request),
+        "system": request.system or anthropic.omit,
+        "timeout": request.timeout_s,
+    }
 
 
 def _messages(request: CompletionRequest) -> list[MessageParam]:

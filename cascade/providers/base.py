@@ -1,8 +1,9 @@
-"""The one interface every vendor adapter implements, and the plain data it speaks.
+"""The one interface every vendor adapter implements (`Provider`), and the plain data it speaks.
 
-An adapter turns a `CompletionRequest` into SDK parameters, sends them with the vendor's own SDK (sync or
-async: the only part that differs), and turns the reply into a `Completion`. Building the parameters,
-parsing the reply and translating SDK exceptions are written once per vendor and shared by both paths.
+An adapter turns a `CompletionRequest` into SDK parameters, sends them with the vendor's own SDK (`send`, and
+`asend` for the async client: the only part that differs), turns the reply into a `Completion` (`parse`), and maps
+its SDK's exceptions to cascade's (`translate`). `Provider.complete` / `acomplete` wrap those for the engine: timing,
+a deadline for the whole call, and one error path. The `Provider` docstring is the full contract.
 
 Retries are not left to the SDKs: adapters build their clients with `max_retries=0` and the engine retries
 under the stage's own deadline, so every vendor gets the same bounded behaviour (the SDKs differ wildly:
@@ -11,31 +12,36 @@ see SDK-NOTES: anthropic sleeps any `Retry-After`, google-generativeai retries 5
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from cascade.errors import (
+    CascadeError,
     ContentBlockedError,
+    MalformedResponseError,
     MissingAPIKeyError,
     ProviderError,
     TruncatedError,
-    redact,
     register_secret,
 )
+from cascade.providers._deadline import deadline
+from cascade.providers._scrub import scrub_exception
 
 FinishReason = Literal["stop", "length", "blocked", "refusal", "other"]
-Role = Literal["user", "assistant"]
+MessageRole = Literal["user", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat turn. System prompts travel apart, in `CompletionRequest.system`."""
 
-    role: Role
+    role: MessageRole
     content: str
 
 
@@ -67,6 +73,11 @@ class Completion:
     provider: str
     request_id: str | None = None
     cached_input_tokens: int = 0
+    # Parts of the counts above billed at rates of their own (cascade/providers/usage.py reads them): cache
+    # writes (part of the input; the 1-hour ones among them), and thinking (part of the output).
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
     # Top log-probabilities of the first output token: {token: logprob}. Empty when not asked for.
     first_token_logprobs: Mapping[str, float] = field(default_factory=dict)
     # The vendor's own words when it blocked or refused (a block reason, a refusal message).
@@ -145,82 +156,105 @@ class ProviderSettings:
 
 
 class Provider(ABC):
-    """One vendor. Subclasses implement the four hooks below; `complete`/`acomplete` are shared.
+    """One vendor: what the engine calls, and the two or three methods an adapter implements.
 
-    Clients are built lazily, once, on first use, so that constructing a `Cascade` costs nothing and a
-    missing key surfaces on the first call that needs it.
+    The engine calls `complete(request)` (sync), `await acomplete(request)` (async) and `await aclose()`.
+    `get_provider_class(name, backend)(settings)` builds an adapter from the policy's settings; an adapter also
+    takes SDK clients you built yourself (`OpenAIProvider(client=openai.OpenAI(...))`), to pass in
+    `Cascade(providers=...)`.
+
+    An adapter implements:
+    - `send(request)`: the call with the vendor's sync SDK client; returns the SDK's reply object.
+    - `parse(reply, request, latency_s)`: that reply as a `Completion`; `MalformedResponseError` when a field the
+      engine relies on is missing (the SDKs do not check).
+    and where it has them:
+    - `asend(request)`: the same call with the SDK's async client (by default, `send` on a worker thread).
+    - `translate(exc, request)`: its SDK's exceptions as cascade errors, the adapter's one place for that (None
+      for an exception it does not know).
+    - `aclose()`: close the connections it opened (the async ones: the running loop's); the next call reconnects.
+    - `returns_logprobs`: whether its completions carry first-token log-probabilities when asked for.
+
+    `complete` and `acomplete` do the rest: they time the call, set its deadline from `request.timeout_s` (an
+    SDK's timeout bounds each socket read, not the call: the adapters' sync transports keep to the deadline, and
+    the engine bounds async calls itself), and turn whatever the call raises into a `ProviderError` through
+    `error_for`. Usage errors (a missing key or package, found when the first client is built) pass
+    unchanged. Clients are built on first use (see `_clients.py`), so that building a `Cascade` costs nothing.
     """
 
     name: str = ""
+    returns_logprobs: ClassVar[bool] = False
 
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: ProviderSettings | None = None) -> None:
+        self.settings = settings if settings is not None else ProviderSettings()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
 
-    # -- the hooks a vendor module implements -------------------------------------------------------
+    # -- what an adapter implements ------------------------------------------------------------------
 
     @abstractmethod
-    def _send(self, request: CompletionRequest) -> Any:
-        """Send with the sync SDK client and return the SDK's response object."""
+    def send(self, request: CompletionRequest) -> Any:
+        """Send with the sync SDK client and return the SDK's reply object."""
+
+    async def asend(self, request: CompletionRequest) -> Any:
+        """Send with the async SDK client and return the SDK's reply object. By default: `send` on a thread."""
+        return await asyncio.to_thread(self.send, request)
 
     @abstractmethod
-    async def _asend(self, request: CompletionRequest) -> Any:
-        """Send with the async SDK client and return the SDK's response object."""
+    def parse(self, reply: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        """Turn the SDK's reply into a `Completion`, raising `MalformedResponseError` if it is unusable."""
 
-    @abstractmethod
-    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
-        """Turn the SDK's response into a `Completion`, raising `MalformedResponseError` if unusable."""
+    def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+        """Map an SDK exception to cascade's tree, or None if it is not one this adapter knows."""
+        return None
 
-    @abstractmethod
-    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
-        """Map an SDK exception to cascade's tree, or None if it is not the SDK's."""
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook: adapters without connections need nothing
+    async def aclose(self) -> None:  # noqa: B027 - optional: adapters without connections need nothing
         """Close the SDK clients' connections (the async ones belong to the running loop). Reconnects on use."""
 
-    # -- the shared core ----------------------------------------------------------------------------
+    # -- what the engine calls ------------------------------------------------------------------------
 
     def complete(self, request: CompletionRequest) -> Completion:
         """Send one request and return the normalized completion (blocked or truncated included)."""
         start = time.perf_counter()
-        try:
-            response = self._send(request)
-            return self._parse(response, request, time.perf_counter() - start)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            translated = self._translated(exc, request)
-            if translated is None:
-                raise
-            raise translated from exc
+        with self._vendor_call(request):
+            reply = self.send(request)
+            return self.parse(reply, request, time.perf_counter() - start)
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         """The async twin of `complete`: same parameters, parsing and errors."""
         start = time.perf_counter()
+        with self._vendor_call(request):
+            reply = await self.asend(request)
+            return self.parse(reply, request, time.perf_counter() - start)
+
+    def error_for(self, exc: Exception, request: CompletionRequest) -> ProviderError:
+        """cascade's error for an exception raised while sending or parsing (not one of cascade's own).
+
+        `translate`'s answer, or for an exception the adapter does not know a `MalformedResponseError` naming it
+        (a body that is not UTF-8, or an unexpected exception).
+        The exception stays chained as the error's cause, so the keys it may hold are masked first.
+        Every failed vendor call passes here once: wrap it to see SDK exceptions before they are translated (the
+        test-suite fails a test on a cassette miss this way; the SDKs would report one as a connection error).
+        """
+        error = self.translate(exc, request)
+        if error is None:
+            # The openai and anthropic SDKs read a JSON body as UTF-8 whatever charset the reply declares.
+            what = "reply body is not UTF-8" if isinstance(exc, UnicodeDecodeError) else "unexpected"
+            error = MalformedResponseError(
+                f"{self.name}: {what} ({type(exc).__name__}: {exc})", provider=self.name, model=request.model
+            )
+        scrub_exception(exc)
+        return error
+
+    @contextmanager
+    def _vendor_call(self, request: CompletionRequest) -> Iterator[None]:
         try:
-            response = await self._asend(request)
-            return self._parse(response, request, time.perf_counter() - start)
-        except ProviderError:
+            with deadline(request.timeout_s):
+                yield
+        except CascadeError:
             raise
         except Exception as exc:
-            translated = self._translated(exc, request)
-            if translated is None:
-                raise
-            raise translated from exc
-
-    def _translated(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
-        """cascade's error for an SDK exception (`_translate`), or None to let it through unchanged.
-
-        A plain try/except in `complete` rather than a context manager: it runs on every vendor call.
-        """
-        translated = self._translate(exc, request)
-        if translated is not None:
-            # The SDK's exception stays chained (for debugging, and so tests can spot a cassette miss), but a
-            # vendor or gateway may echo the key in its message: mask it before a traceback prints it.
-            exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
-        return translated
+            raise self.error_for(exc, request) from exc
 
 
 def error_for_status(
@@ -231,8 +265,12 @@ def error_for_status(
     model: str,
     body: Any = None,
     headers: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
 ) -> ProviderError:
-    """The cascade error for an HTTP status, shared by every adapter so that 529 means the same everywhere."""
+    """The cascade error for an HTTP status, shared by every adapter so that 529 means the same everywhere.
+
+    The wait before a retry comes from the `retry-after` headers, else from `retry_after` (a vendor's own hint).
+    """
     from cascade import errors
 
     cls: type[errors.VendorHTTPError]
@@ -252,7 +290,7 @@ def error_for_status(
         model=model,
         status_code=status,
         body=body,
-        retry_after=parse_retry_after(headers or {}),
+        retry_after=hinted if (hinted := parse_retry_after(headers or {})) is not None else retry_after,
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
+import sys
 import urllib.request
 import weakref
 from pathlib import Path
@@ -20,7 +20,8 @@ from google.genai.models import AsyncModels
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
 from cascade.providers import _gemini_wire as gemini
-from cascade.providers._clients import LoopClients, require_aiohttp
+from cascade.providers._clients import Lazy, PerLoop, require_aiohttp
+from cascade.providers._transport import DeadlineTransport
 from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
 
 _ROLES = {"user": "user", "assistant": "model"}
@@ -30,18 +31,23 @@ _NOT_WIRE = {"sdk_http_response", "automatic_function_calling_history", "parsed"
 
 class GoogleProvider(Provider):
     """Gemini via `google-genai`: one `genai.Client` per instance, no SDK retries, httpx2 for sync calls and for
-    async ones unless the policy sets `async_http: aiohttp` (the SDK's own aiohttp sessions, one per loop)."""
+    async ones unless the policy sets `async_http: aiohttp` (the SDK's own aiohttp sessions, one per loop).
+
+    `client=`: a `genai.Client` you built, used as it is for sync and async calls (and not closed by `aclose`).
+    """
 
     name = "google"
+    returns_logprobs = True
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: ProviderSettings | None = None, *, client: genai.Client | None = None) -> None:
         super().__init__(settings)
         # `async_http: aiohttp`: checked here, so that a missing package is reported before any call.
-        self._aiohttp = require_aiohttp(self.name) if settings.async_http == "aiohttp" else None
-        # Kept for the instance's lifetime: a dropped `genai.Client` closes its HTTP clients when collected.
-        self._client: genai.Client | None = None
-        # aiohttp sessions of our own, one per event loop (see `_OwnSession`); the sync side is unused.
-        self._own_sessions: LoopClients[None, _OwnSession] = LoopClients(lambda: None, self._own_session)
+        self._aiohttp = require_aiohttp(self.name) if self.settings.async_http == "aiohttp" else None
+        self._given_client = client is not None
+        # Kept for the adapter's lifetime: a dropped `genai.Client` closes its HTTP clients when collected.
+        self._client = Lazy(self._default_client, client)
+        # aiohttp sessions of our own, one per event loop (see `_OwnSession`).
+        self._own_sessions = PerLoop(self._own_session)
 
     def _options(self, **extra: Any) -> types.HttpOptions:
         return types.HttpOptions(
@@ -56,48 +62,55 @@ class GoogleProvider(Provider):
         # attempt): the SDK makes exactly one attempt, and the engine retries under its own deadline.
         return genai.Client(api_key=self.settings.resolve_key(self.name), vertexai=False, http_options=options)
 
+    def _default_client(self) -> genai.Client:
+        async_http: dict[str, Any]
+        if self._aiohttp is None:
+            # With aiohttp installed the SDK would switch to it: other exceptions, a hidden 1-10 s retry on
+            # connection errors, and cassettes that differ. A transport of our own keeps it on httpx2.
+            async_http = {"async_client_args": {"transport": _PerLoopTransport()}}
+        else:
+            # No transport: the SDK sends async calls through aiohttp. It skips its hidden retry of a failed
+            # connection (a 1-10 s sleep, then once more) when retry options are set: one attempt.
+            async_http = {"retry_options": types.HttpRetryOptions(attempts=1)}
+        # Sync calls over a transport that holds each call to its deadline (the SDK's timeout bounds each read).
+        return self._new_client(self._options(client_args={"transport": DeadlineTransport()}, **async_http))
+
     def _own_session(self) -> _OwnSession:
         assert self._aiohttp is not None
         return _OwnSession(self, self._aiohttp)
 
     def _async_models(self) -> AsyncModels:
-        if self._aiohttp is not None and not _environment_configures_http():
-            return self._own_sessions.async_().client.aio.models
-        return self._get_client().aio.models
-
-    def _get_client(self) -> genai.Client:
-        if self._client is None:
-            async_http: dict[str, Any]
-            if self._aiohttp is None:
-                # With aiohttp installed the SDK would switch to it: other exceptions, a hidden 1-10 s retry on
-                # connection errors, and cassettes that differ. A transport of our own keeps it on httpx2.
-                async_http = {"async_client_args": {"transport": _PerLoopTransport()}}
-            else:
-                # No transport: the SDK sends async calls through aiohttp. It skips its hidden retry of a failed
-                # connection (a 1-10 s sleep, then once more) when retry options are set: one attempt.
-                async_http = {"retry_options": types.HttpRetryOptions(attempts=1)}
-            self._client = self._new_client(self._options(**async_http))
-        return self._client
+        if self._aiohttp is not None and not self._given_client and not _environment_configures_http():
+            models: AsyncModels = self._own_sessions.get().client.aio.models
+            return models
+        return self._client.get().aio.models
 
     async def aclose(self) -> None:
         """Close this provider's connections (async ones: the running loop's). The next call reconnects."""
-        client, self._client = self._client, None
+        client, own = self._client.take(), self._own_sessions.take()
         if client is not None:
             client.close()
             await client.aio.aclose()
-        await self._own_sessions.aclose()
+        if own is not None:
+            await own.close()
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
-        # Validating a GenerateContentConfig costs ~20 us: one per distinct stage setting and timeout is kept (the
-        # SDK copies configs and http_options, never changes them).
-        timeout_ms = max(1, round(request.timeout_s * 1000))
-        config = _config_with_timeout(
-            request.system, request.max_output_tokens, request.temperature, request.top_logprobs, timeout_ms
+        logprobs = request.top_logprobs is not None
+        config = types.GenerateContentConfig(
+            system_instruction=request.system,
+            max_output_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            response_logprobs=True if logprobs else None,
+            logprobs=request.top_logprobs,
+            http_options=types.HttpOptions(timeout=max(1, round(request.timeout_s * 1000))),  # milliseconds
+            # One stage, one request: no client-side function calling loop, no automatic follow-up requests
+            # after a CONTINUATION finish (each would get a fresh timeout past the stage's deadline).
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            automatic_continuation=False,
         )
-        # The SDK turns every form of `contents` into the same request body, at very different costs (google-genai
-        # 3.6): pydantic `types.Content` is read field by field through `key in model` (a scan of all its fields)
-        # and `hasattr` with camelCase names that miss, about 0.15 ms per call; a dict in a list is first tried as a
-        # Part (two ValidationErrors); a lone user message as a plain string is the cheapest.
+        # The SDK accepts many forms of `contents` and sends the same body for each; it reads a lone string as one
+        # user turn without the field-by-field inspection it gives `types.Content` objects (a large part of a
+        # call's CPU), and dicts in a list nearly as cheaply.
         messages = request.messages
         contents: str | list[types.ContentDict]
         if len(messages) == 1 and messages[0].role == "user":
@@ -106,17 +119,17 @@ class GoogleProvider(Provider):
             contents = [{"role": _ROLES[m.role], "parts": [{"text": m.content}]} for m in messages]
         return {"model": request.model, "contents": contents, "config": config}
 
-    def _send(self, request: CompletionRequest) -> types.GenerateContentResponse:
-        return self._get_client().models.generate_content(**self._arguments(request))
+    def send(self, request: CompletionRequest) -> types.GenerateContentResponse:
+        return self._client.get().models.generate_content(**self._arguments(request))
 
-    async def _asend(self, request: CompletionRequest) -> types.GenerateContentResponse:
+    async def asend(self, request: CompletionRequest) -> types.GenerateContentResponse:
         return await self._async_models().generate_content(**self._arguments(request))
 
-    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+    def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         body = response.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_NOT_WIRE)
         return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
 
-    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+    def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
         if isinstance(exc, genai_errors.APIError):
             headers = getattr(exc.response, "headers", None)
@@ -127,20 +140,25 @@ class GoogleProvider(Provider):
                 headers=dict(headers) if headers is not None else None,
                 **where,
             )
+        if isinstance(exc, httpx2.DecodingError):  # a body httpx2 read but could not decompress
+            return MalformedResponseError(f"google: reply body cannot be decoded ({exc})", **where)
         if isinstance(exc, httpx2.TimeoutException):
             return VendorTimeoutError(
                 f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
             )
         if isinstance(exc, httpx2.NetworkError | httpx2.RemoteProtocolError):
             return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
-        if self._aiohttp is not None:
-            # The SDK lets aiohttp's exceptions through unwrapped. Its timeouts are TimeoutErrors (a bare one for
-            # the request's total timeout), some of them also ClientErrors: test them first.
+        if (aiohttp := sys.modules.get("aiohttp")) is not None:
+            # Through aiohttp (ours, or a given client's) the SDK lets aiohttp's exceptions through unwrapped. Its
+            # timeouts are TimeoutErrors (a bare one for the request's total timeout), some of them also
+            # ClientErrors: test them first.
             if isinstance(exc, TimeoutError):
                 return VendorTimeoutError(
                     f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
                 )
-            if isinstance(exc, self._aiohttp.ClientError):
+            if isinstance(exc, aiohttp.ClientPayloadError):  # a body it read but could not decompress
+                return MalformedResponseError(f"google: reply body cannot be decoded ({exc})", **where)
+            if isinstance(exc, aiohttp.ClientError):
                 return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
         if isinstance(exc, json.JSONDecodeError | genai_errors.UnknownApiResponseError):
             return MalformedResponseError(f"google: reply body is not JSON ({exc})", **where)
@@ -151,49 +169,14 @@ class GoogleProvider(Provider):
         return None
 
 
-@functools.lru_cache(maxsize=256)
-def _config(
-    system: str | None, max_output_tokens: int, temperature: float | None, top_logprobs: int | None
-) -> types.GenerateContentConfig:
-    """The request settings of one stage (or judge), without the timeout. Shared: copy before changing."""
-    logprobs = top_logprobs is not None
-    return types.GenerateContentConfig(
-        system_instruction=system,
-        max_output_tokens=max_output_tokens,
-        temperature=temperature,
-        response_logprobs=True if logprobs else None,
-        logprobs=top_logprobs,
-        # One stage, one request: no client-side function calling loop, no automatic follow-up requests
-        # after a CONTINUATION finish (each would get a fresh timeout past the stage's deadline).
-        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-        automatic_continuation=False,
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def _config_with_timeout(
-    system: str | None, max_output_tokens: int, temperature: float | None, top_logprobs: int | None, timeout_ms: int
-) -> types.GenerateContentConfig:
-    """A stage's settings with a call's timeout. A first try sends the stage's own `timeout_s`, so this is mostly
-    hits; retries (shorter timeouts) add entries that the LRU drops. Shared: the SDK copies, never changes it."""
-    template = _config(system, max_output_tokens, temperature, top_logprobs)
-    return template.model_copy(update={"http_options": _http_options(timeout_ms)})
-
-
-@functools.lru_cache(maxsize=1024)
-def _http_options(timeout_ms: int) -> types.HttpOptions:
-    """Per-request HTTP options with the call's timeout, in milliseconds. Shared: the SDK only reads them."""
-    return types.HttpOptions(timeout=timeout_ms)
-
-
 def _environment_configures_http() -> bool:
     """Whether aiohttp's `trust_env` would find anything: proxy settings or a netrc file.
 
     google-genai opens its aiohttp sessions with `trust_env=True`, and the key travels in a header, not as auth, so
-    aiohttp looks for netrc credentials on the loop's default thread pool before every request: at concurrency 100
-    that hop, not the CPU, set the pace (google-genai alone: 6.6 s for 5,000 calls, 3.7 s without it). When the
-    environment holds nothing for `trust_env` to use, the adapter brings its own session without it (same
-    behaviour, minus the lookups); otherwise it leaves google-genai's session alone.
+    aiohttp looks for netrc credentials on the loop's default thread pool before every request: under concurrency
+    that hop to the pool and back, not the CPU, sets the pace. When the environment holds nothing for `trust_env`
+    to use, the adapter brings its own session without it (same behaviour, minus the lookups); otherwise it leaves
+    google-genai's session alone.
     """
     if urllib.request.getproxies():
         return True
@@ -211,7 +194,7 @@ class _OwnSession:
 
     The session is google-genai's own (`TCPConnector(limit=0)`, 4 MiB read buffer) without `trust_env`; TLS
     settings still come from the SDK, with every request. google-genai shares a caller's session across loops, so
-    there is one client per loop (`LoopClients`), and closing it closes the session, which the SDK leaves to us.
+    there is one client per loop (`PerLoop`), and closing it closes the session, which the SDK leaves to us.
     """
 
     def __init__(self, provider: GoogleProvider, aiohttp: Any) -> None:

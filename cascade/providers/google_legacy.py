@@ -8,6 +8,7 @@ backend. It speaks the v1beta API over REST: gRPC cannot be recorded, and the RE
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import threading
 import warnings
@@ -31,7 +32,8 @@ with warnings.catch_warnings():
 
 from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
 from cascade.providers import _gemini_wire as gemini
-from cascade.providers._proto_json import message_to_dict
+from cascade.providers._clients import Lazy
+from cascade.providers._deadline import remaining
 from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
 
 _ROLES = {"user": "user", "assistant": "model"}
@@ -50,42 +52,47 @@ class GoogleLegacyProvider(Provider):
     The SDK has no working async call on REST, so `acomplete` runs the sync call on this adapter's own thread
     pool (`max_threads`, threads named `cascade-gemini-legacy_N`), not on the event loop's default executor:
     that one holds min(32, CPUs + 4) threads, which would cap the calls in flight whatever concurrency the caller
-    asked for.
+    asked for. `complete` runs it there too, so that the caller waits no longer than the call's deadline.
     """
 
     name = "google"
-    # The most legacy calls this adapter runs at once (more wait in the pool's queue, and that wait counts against
-    # the stage's timeout). A call holds its thread for the whole round trip, so this is the adapter's concurrency
-    # ceiling: it should be at least the `concurrency` given to `arun_many` (16 by default; a query makes one vendor
-    # call at a time). Threads start only when calls need them, and idle ones stay until `aclose`; each costs a
-    # stack (8 MB of address space, little of it resident). 128 covers the usual concurrencies with room to spare,
-    # while past that the interpreter lock, not the pool, sets the pace when the vendor is fast (about 1.5 ms of
-    # CPU per call, measured). For slow vendors at high concurrency, raise it on the class before the first async
-    # call, or per adapter: `GoogleLegacyProvider(settings, max_threads=...)` passed in `Cascade(providers=...)`.
+    returns_logprobs = True
+    # The most legacy calls this adapter runs at once (more wait in the pool's queue, and that wait counts against the
+    # stage's timeout). A call holds its thread for the whole round trip, so this is the adapter's concurrency ceiling:
+    # it should be at least the `concurrency` given to `run_many` / `arun_many` (16 by default; a query makes one vendor
+    # call at a time). Threads start only when calls need them, and idle ones stay until `aclose`; each costs a stack
+    # (8 MB of address space, little of it resident). 128 covers the usual concurrencies with room to spare, while past
+    # that the interpreter lock, not the pool, sets the pace when the vendor is fast (about 1.5 ms of CPU per call,
+    # measured). For slow vendors at high concurrency, raise it on the class before the first call, or per
+    # adapter: `GoogleLegacyProvider(settings, max_threads=...)` passed in `Cascade(providers=...)`.
     max_threads: ClassVar[int] = 128
 
-    def __init__(self, settings: ProviderSettings, *, max_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: ProviderSettings | None = None,
+        *,
+        client: glm.GenerativeServiceClient | None = None,
+        max_threads: int | None = None,
+    ) -> None:
         super().__init__(settings)
         if max_threads is not None and max_threads < 1:
             raise ValueError("max_threads must be at least 1")
         self._max_threads = max_threads
-        self._client: glm.GenerativeServiceClient | None = None
+        self._client = Lazy(self._new_client, client)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()  # two loops in two threads may make the first async call at once
 
-    def _get_client(self) -> glm.GenerativeServiceClient:
-        if self._client is None:
-            options = ClientOptions(
-                api_key=self.settings.resolve_key(self.name),
-                # Keep the scheme: without `http://` the transport assumes TLS.
-                api_endpoint=self.settings.resolve_base_url(),
-            )
-            self._client = glm.GenerativeServiceClient(
-                transport="rest",
-                client_options=options,
-                client_info=ClientInfo(user_agent=f"genai-py/{legacy_genai.__version__}"),  # type: ignore[no-untyped-call]
-            )
-        return self._client
+    def _new_client(self) -> glm.GenerativeServiceClient:
+        options = ClientOptions(
+            api_key=self.settings.resolve_key(self.name),
+            # Keep the scheme: without `http://` the transport assumes TLS.
+            api_endpoint=self.settings.resolve_base_url(),
+        )
+        return glm.GenerativeServiceClient(
+            transport="rest",
+            client_options=options,
+            client_info=ClientInfo(user_agent=f"genai-py/{legacy_genai.__version__}"),  # type: ignore[no-untyped-call]
+        )
 
     def _get_pool(self) -> ThreadPoolExecutor:
         pool = self._pool
@@ -108,7 +115,7 @@ class GoogleLegacyProvider(Provider):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-        client, self._client = self._client, None
+        client = self._client.take()
         if client is not None:
             client.transport.close()  # type: ignore[no-untyped-call]
 
@@ -124,37 +131,64 @@ class GoogleLegacyProvider(Provider):
             model=model, contents=contents, system_instruction=system, generation_config=config
         )
 
-    def _send(self, request: CompletionRequest) -> protos.GenerateContentResponse:
-        # retry=None: the SDK's default retries 503 for up to ten minutes, and `timeout` does not stop it.
-        return self._get_client().generate_content(
-            request=self._request(request), retry=None, timeout=request.timeout_s
-        )
-
-    async def _asend(self, request: CompletionRequest) -> protos.GenerateContentResponse:
-        # The SDK's async path is broken on REST (it awaits a plain response): run the sync call on our pool, in a
-        # copy of the caller's context as `asyncio.to_thread` does (structlog's contextvars reach the thread).
-        # Cancelling the awaiting task does not stop a call already running: its thread ends when the SDK returns,
-        # within the request's timeout (the SDK retries nothing: `retry=None`). The pool's threads are joined at
-        # interpreter exit, so exit may wait as long for calls still running.
-        loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._get_pool(), contextvars.copy_context().run, self._send, request)
+    def send(self, request: CompletionRequest) -> protos.GenerateContentResponse:
+        # The SDK's timeout bounds each socket read, and nothing under `requests` can end a call at a deadline (a
+        # vendor trickling bytes would hold the caller): the call runs on the pool, the caller waits no longer
+        # than the call's deadline.
+        future = self._get_pool().submit(contextvars.copy_context().run, self._generate, request)
         try:
-            return await call
+            return future.result(timeout=self._time_left(request))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise self._late(request) from None
+        except concurrent.futures.CancelledError:
+            raise self._closed(request) from None
+
+    async def asend(self, request: CompletionRequest) -> protos.GenerateContentResponse:
+        # The SDK's async path is broken on REST (it awaits a plain response): the sync call on our pool, in a copy
+        # of the caller's context as `asyncio.to_thread` does (structlog's contextvars reach the thread).
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._get_pool(), contextvars.copy_context().run, self._generate, request)
+        try:
+            async with asyncio.timeout(self._time_left(request)):
+                return await call
+        except TimeoutError:
+            raise self._late(request) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # our caller was cancelled
-            # `aclose` cancelled the call before a thread took it: nothing was sent, so it may be tried again.
-            raise VendorConnectionError(
-                "google: the adapter was closed before this call was sent", provider=self.name, model=request.model
-            ) from None
+            raise self._closed(request) from None
 
-    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+    def _generate(self, request: CompletionRequest) -> protos.GenerateContentResponse:
+        # retry=None: the SDK's default retries 503 for up to ten minutes, and `timeout` does not stop it.
+        # A call the caller stopped waiting for (its deadline passed, or its task was cancelled) runs on until the
+        # SDK returns: its thread is not the caller's. The pool's threads are joined at interpreter exit.
+        return self._client.get().generate_content(
+            request=self._request(request), retry=None, timeout=request.timeout_s
+        )
+
+    def _time_left(self, request: CompletionRequest) -> float:
+        left = remaining()  # set by `complete` / `acomplete`
+        return request.timeout_s if left is None else max(0.0, left)
+
+    def _late(self, request: CompletionRequest) -> VendorTimeoutError:
+        return VendorTimeoutError(
+            f"google: no reply within {request.timeout_s:g} s", provider=self.name, model=request.model
+        )
+
+    def _closed(self, request: CompletionRequest) -> VendorConnectionError:
+        # `aclose` cancelled the call before a thread took it: nothing was sent, so it may be tried again.
+        return VendorConnectionError(
+            "google: the adapter was closed before this call was sent", provider=self.name, model=request.model
+        )
+
+    def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # Back to the wire JSON (camelCase, enum names, unset fields left out) for the shared reader.
-        body = message_to_dict(protos.GenerateContentResponse.pb(response))
+        body = json_format.MessageToDict(protos.GenerateContentResponse.pb(response))
         return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
 
-    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
+    def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
         if isinstance(exc, api_exceptions.GoogleAPICallError) and isinstance(exc.code, int):
             response = exc.response if isinstance(exc.response, requests.Response) else None
@@ -176,6 +210,8 @@ class GoogleLegacyProvider(Provider):
             return VendorTimeoutError(
                 f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
             )
+        if isinstance(exc, requests.exceptions.ContentDecodingError):  # a body it read but could not decompress
+            return MalformedResponseError(f"google: reply body cannot be decoded ({exc})", **where)
         if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
             return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
         if isinstance(exc, json_format.ParseError):

@@ -6,26 +6,16 @@ system prompt as a first `system` message, and asks for log-probabilities only w
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import openai  # first: the registry names the missing extra from the first failed import
 from openai.types.chat import ChatCompletion
 
-from cascade.errors import MalformedResponseError, ProviderError, VendorConnectionError, VendorTimeoutError
-from cascade.providers._clients import LoopClients, aiohttp_connection_failure, require_aiohttp
-from cascade.providers.base import (
-    Completion,
-    CompletionRequest,
-    FinishReason,
-    Provider,
-    ProviderSettings,
-    error_for_status,
-)
-
-# Passed explicitly: with `base_url=None` the SDK reads OPENAI_BASE_URL even when the settings name another variable.
-_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+from cascade.errors import MalformedResponseError
+from cascade.providers._stainless import StainlessProvider
+from cascade.providers.base import Completion, CompletionRequest, FinishReason
+from cascade.providers.usage import openai_detail
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -37,37 +27,19 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 _MAX_TOP_LOGPROBS = 20
 
 
-class OpenAIProvider(Provider):
-    """Chat Completions via one `openai.OpenAI` and one `openai.AsyncOpenAI` per event loop, no SDK retries."""
+class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
+    """Chat Completions via one `openai.OpenAI` and one `openai.AsyncOpenAI` per event loop, no SDK retries.
+
+    `OpenAIProvider(settings)` builds its clients from the settings on first use; `client=` / `async_client=`
+    take clients you built (`OpenAIProvider(client=openai.OpenAI(...), async_client=openai.AsyncOpenAI(...))`).
+    """
 
     name = "openai"
-
-    def __init__(self, settings: ProviderSettings) -> None:
-        super().__init__(settings)
-        # `async_http: aiohttp`: checked here, so that a missing package is reported before any call.
-        self._aiohttp = require_aiohttp(self.name) if settings.async_http == "aiohttp" else None
-        # One sync client, one async client per event loop (see _clients.py), built on first use.
-        self._clients = LoopClients(
-            lambda: openai.OpenAI(**self._options()),
-            lambda: openai.AsyncOpenAI(**self._options(), **self._async_http()),
-        )
-
-    def _options(self) -> dict[str, Any]:
-        # max_retries=0: the engine retries under the stage's deadline (the SDK would honour a Retry-After of
-        # up to two minutes on its own).
-        return {
-            "api_key": self.settings.resolve_key(self.name),
-            "base_url": self.settings.resolve_base_url() or _DEFAULT_BASE_URL,
-            "max_retries": 0,
-        }
-
-    def _async_http(self) -> dict[str, Any]:
-        # The SDK's own aiohttp client keeps the SDK's default timeout and connection limits; closing the
-        # AsyncOpenAI closes it and its aiohttp session.
-        return {"http_client": openai.DefaultAioHttpClient()} if self._aiohttp is not None else {}
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
+    returns_logprobs = True
+    sdk: ClassVar[Any] = openai
+    client_class = openai.OpenAI
+    async_client_class = openai.AsyncOpenAI
+    default_base_url = "https://api.openai.com/v1"
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
@@ -87,13 +59,13 @@ class OpenAIProvider(Provider):
             arguments["top_logprobs"] = max(0, min(request.top_logprobs, _MAX_TOP_LOGPROBS))
         return arguments
 
-    def _send(self, request: CompletionRequest) -> Any:
-        return self._clients.sync().chat.completions.create(**self._arguments(request))
+    def send(self, request: CompletionRequest) -> Any:
+        return self._sync.get().chat.completions.create(**self._arguments(request))
 
-    async def _asend(self, request: CompletionRequest) -> Any:
-        return await self._clients.async_().chat.completions.create(**self._arguments(request))
+    async def asend(self, request: CompletionRequest) -> Any:
+        return await self._async.get().chat.completions.create(**self._arguments(request))
 
-    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
+    def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a 200 body whose
         # content type is not JSON comes back as a plain string. So every field used here is checked.
         def malformed(problem: str) -> MalformedResponseError:
@@ -131,12 +103,15 @@ class OpenAIProvider(Provider):
             text, refusal = None, "content filter"
         elif text is None and finish == "stop":
             raise malformed("has neither text nor a refusal")
+        detail = openai_detail(usage)
         return Completion(
             text=text,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             # prompt_tokens include the cached ones (billed lower): prices.py bills them apart.
             cached_input_tokens=cached,
+            cache_write_tokens=detail.cache_write_tokens,
+            reasoning_tokens=detail.reasoning_tokens,
             model=response.model if isinstance(response.model, str) and response.model else request.model,
             finish_reason=finish,
             latency_s=latency_s,
@@ -147,31 +122,11 @@ class OpenAIProvider(Provider):
             refusal=refusal,
         )
 
-    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
-        where = {"provider": self.name, "model": request.model}
-        if isinstance(exc, openai.APIStatusError):
-            # The SDK unwraps `{"error": {...}}`: `body` is the inner object, or the raw text of a non-JSON body.
-            body = exc.body
-            message = body.get("message") if isinstance(body, dict) else None
-            return error_for_status(
-                exc.status_code, str(message or exc.message), body=body, headers=dict(exc.response.headers), **where
-            )
-        # APITimeoutError is a subclass of APIConnectionError: test it first.
-        if isinstance(exc, openai.APITimeoutError):
-            # An aiohttp bridge may call a refused connection a timeout (openai's does: see _clients.py).
-            if (dropped := aiohttp_connection_failure(self._aiohttp, exc)) is not None:
-                return VendorConnectionError(
-                    f"openai: could not connect ({type(dropped).__name__}: {dropped})", **where
-                )
-            return VendorTimeoutError(f"openai: no reply within {request.timeout_s:g} s", **where)
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__
-            why = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-            return VendorConnectionError(f"openai: could not connect ({why})", **where)
-        if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
-            # A JSON content type over a body that is not JSON (a proxy's error page, a cut-off reply).
-            return MalformedResponseError(f"openai: reply body is not JSON ({exc})", **where)
-        return None
+    def _status_message(self, exc: Any) -> str:
+        # The SDK unwraps `{"error": {...}}`: `body` is the inner object, or the raw text of a non-JSON body.
+        body = exc.body
+        message = body.get("message") if isinstance(body, dict) else None
+        return str(message or exc.message)
 
 
 def _first_token_logprobs(choice: Any) -> dict[str, float]:

@@ -7,7 +7,7 @@
 
 from cascade.testing import wire
 from cascade.testing.fake_server import FakeVendorServer, RecordedRequest
-from cascade.testing.scripted import ScriptedProvider, completion, judge_json
+from cascade.testing.scripted import ScriptedProvider, completion, is_judge_request, judge_json, judge_reply
 from cascade.testing.wire import FakeReply
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "RecordedRequest",
     "ScriptedProvider",
     "completion",
+    "is_judge_request",
     "judge_json",
+    "judge_reply",
     "wire",
 ]

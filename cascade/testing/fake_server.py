@@ -21,10 +21,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cascade.testing._inflight import InFlight
 from cascade.testing.wire import FakeReply
 
 Vendor = str  # "openai" | "anthropic" | "google"
@@ -42,10 +44,6 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     model: str | None
-
-    @property
-    def json(self) -> Any:
-        return self.body
 
 
 def vendor_for_path(path: str) -> tuple[Vendor, str | None] | None:
@@ -68,10 +66,9 @@ class FakeVendorServer:
         self._lock = threading.Lock()
         self.responder = responder
         self.requests: list[RecordedRequest] = []
-        # Requests received and not yet answered (a reply's delay and the responder's time included), and the most
-        # there have been at once: how many calls a client really had in flight.
-        self.in_flight = 0
-        self.peak_in_flight = 0
+        self._in_flight = InFlight()
+        # Set by `stop`: a reply still trickling out ends there (its connection is closed).
+        self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -89,16 +86,22 @@ class FakeVendorServer:
                 return len(self._queues.get(vendor, ()))
             return sum(len(q) for q in self._queues.values())
 
-    def _enter(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered (a reply's delay and the responder's time included)."""
+        return self._in_flight.now
 
-    def _leave(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests there have been in flight at once: how many calls a client really had going."""
+        return self._in_flight.peak
 
-    def _next_reply(self, request: RecordedRequest) -> FakeReply:
+    def track(self) -> AbstractContextManager[None]:
+        """Count the block as one request in flight (the request handler's)."""
+        return self._in_flight.track()
+
+    def next_reply(self, request: RecordedRequest) -> FakeReply:
+        """Record a request and pick its reply: the vendor's queue first, then the responder."""
         with self._lock:
             self.requests.append(request)
             queue = self._queues.get(request.vendor)
@@ -117,6 +120,7 @@ class FakeVendorServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> FakeVendorServer:
+        self.stopping.clear()
         handler = _make_handler(self)
         self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
@@ -126,6 +130,7 @@ class FakeVendorServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -170,19 +175,14 @@ def _make_handler(owner: FakeVendorServer) -> type[BaseHTTPRequestHandler]:
             if vendor == "anthropic" and isinstance(body, dict):
                 model = body.get("model")
             request = RecordedRequest(vendor, self.path, {k.lower(): v for k, v in self.headers.items()}, body, model)
-            owner._enter()
-            try:
-                self._send(owner._next_reply(request))
-            finally:
-                owner._leave()
+            with owner.track():
+                self._send(owner.next_reply(request))
 
         def _send(self, reply: FakeReply) -> None:
             if reply.delay_s:
                 time.sleep(reply.delay_s)
             if reply.drop:
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                self._hang_up()
                 return
             if isinstance(reply.body, bytes):
                 payload = reply.body
@@ -190,16 +190,38 @@ def _make_handler(owner: FakeVendorServer) -> type[BaseHTTPRequestHandler]:
                 payload = reply.body.encode()
             else:
                 payload = json.dumps(reply.body).encode()
+            headers = {
+                "server": self.version_string(),
+                "date": self.date_time_string(),
+                "content-type": "application/json",
+                **reply.headers,
+                "content-length": str(len(payload)),
+            }
+            reason = self.responses.get(reply.status, ("",))[0]
+            head = f"HTTP/1.1 {reply.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            raw = head.encode("latin-1") + b"\r\n"
             try:
-                self.send_response(reply.status)
-                headers = {"content-type": "application/json", **reply.headers}
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                if not reply.trickle_s:
+                    self.wfile.write(raw + payload)
+                elif reply.trickle_headers:
+                    self._trickle(raw + payload, reply.trickle_s)
+                else:
+                    self.wfile.write(raw)
+                    self._trickle(payload, reply.trickle_s)
             except (BrokenPipeError, ConnectionResetError):
                 # The client gave up (its timeout fired): nothing left to tell it.
                 pass
+
+        def _trickle(self, data: bytes, every_s: float) -> None:
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                if owner.stopping.wait(every_s):  # the server is stopping: end the reply unfinished
+                    self._hang_up()
+                    return
+
+        def _hang_up(self) -> None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     return Handler

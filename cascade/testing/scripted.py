@@ -11,11 +11,13 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from cascade.errors import ProviderError
-from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
+from cascade.providers.base import Completion, CompletionRequest, Provider
+from cascade.testing._inflight import InFlight
 
 Reply = Completion | ProviderError | str
 Script = Callable[[CompletionRequest], Reply]
@@ -49,6 +51,17 @@ def judge_json(score: Any, reason: str = "scripted verdict") -> str:
     return json.dumps({"score": score, "reason": reason})
 
 
+def judge_reply(request: CompletionRequest, score: int, reason: str = "scripted verdict") -> str:
+    """A well-formed reply to this judge request: the score token alone when the judge asked for
+    log-probabilities (method `logprobs`), else the JSON verdict."""
+    return str(score) if request.top_logprobs is not None else judge_json(score, reason)
+
+
+def is_judge_request(request: CompletionRequest) -> bool:
+    """True for a judge's request (its prompt fences the answer it grades)."""
+    return any("<<<ANSWER " in m.content for m in request.messages)
+
+
 class ScriptedProvider(Provider):
     """Answers each request from a script: a function of the request, or queues of replies per model.
 
@@ -64,12 +77,11 @@ class ScriptedProvider(Provider):
         *,
         delay_s: float = 0.0,
     ) -> None:
-        super().__init__(ProviderSettings())
+        super().__init__()
         self.name = name
         self.delay_s = delay_s
         self.requests: list[CompletionRequest] = []
-        self.max_in_flight = 0
-        self._in_flight = 0
+        self._in_flight = InFlight()
         self._lock = threading.Lock()
         if callable(script):
             self._script: Script = script
@@ -77,54 +89,47 @@ class ScriptedProvider(Provider):
             queues = {model: deque(replies) for model, replies in (script or {}).items()}
             self._script = lambda request: self._next(queues, request)
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls that were in progress at once."""
+        return self._in_flight.peak
+
     def _next(self, queues: Mapping[str, deque[Reply]], request: CompletionRequest) -> Reply:
         queue = queues.get(request.model)
         if not queue:
             raise AssertionError(f"ScriptedProvider({self.name}): nothing scripted for model {request.model!r}")
         return queue.popleft()
 
-    def _enter(self, request: CompletionRequest) -> None:
+    @contextmanager
+    def _calling(self, request: CompletionRequest) -> Iterator[None]:
         with self._lock:
             self.requests.append(request)
-            self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
-
-    def _leave(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
+        with self._in_flight.track():
+            yield
 
     def _reply(self, request: CompletionRequest) -> Reply:
         with self._lock:
             return self._script(request)
 
-    def _send(self, request: CompletionRequest) -> Reply:
-        self._enter(request)
-        try:
+    def send(self, request: CompletionRequest) -> Reply:
+        with self._calling(request):
             if self.delay_s:
                 time.sleep(self.delay_s)
             return self._reply(request)
-        finally:
-            self._leave()
 
-    async def _asend(self, request: CompletionRequest) -> Reply:
-        self._enter(request)
-        try:
+    async def asend(self, request: CompletionRequest) -> Reply:
+        with self._calling(request):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             return self._reply(request)
-        finally:
-            self._leave()
 
-    def _parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
-        if isinstance(response, ProviderError):
-            raise response
-        if isinstance(response, str):
-            return completion(response, model=request.model, provider=self.name, input_tokens=_tokens(request))
-        assert isinstance(response, Completion)
-        return response
-
-    def _translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
-        return None
+    def parse(self, reply: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        if isinstance(reply, ProviderError):
+            raise reply
+        if isinstance(reply, str):
+            return completion(reply, model=request.model, provider=self.name, input_tokens=_tokens(request))
+        assert isinstance(reply, Completion)
+        return reply
 
 
 def _tokens(request: CompletionRequest) -> int:

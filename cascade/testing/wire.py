@@ -24,6 +24,10 @@ class FakeReply:
     delay_s: float = 0.0
     # Drop the connection without answering (a reset, as the client sees it).
     drop: bool = False
+    # Send the reply one byte at a time, this many seconds apart (a vendor that trickles); the status line and
+    # headers too, unless `trickle_headers` is False (then only the body trickles).
+    trickle_s: float = 0.0
+    trickle_headers: bool = True
 
 
 def _short_id(*parts: object) -> str:
@@ -177,12 +181,12 @@ def gemini_content(
     *,
     prompt_tokens: int,
     output_tokens: int,
+    thoughts_tokens: int = 0,
+    cached_tokens: int = 0,
     model: str = "gemini-1.5-flash-002",
     finish_reason: str = "STOP",
     block_reason: str | None = None,
     top_logprobs: Mapping[str, float] | None = None,
-    thoughts_tokens: int = 0,
-    cached_tokens: int = 0,
     int_enums: bool = False,
 ) -> FakeReply:
     """A generateContent reply. `block_reason` makes a prompt-level safety block (no candidates).

@@ -21,7 +21,7 @@ _EXPORTS = {
     "ReplayData": "cascade.tuning.replay",
     "replay_data": "cascade.tuning.replay",
     "evaluate": "cascade.tuning.replay",
-    "tune": "cascade.tuning.search",
+    "tune": "cascade.tuning.tuner",
     "write_tuned_policy": "cascade.tuning.write",
 }
 

@@ -12,18 +12,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cascade.tuning.replay import EvalReport, Figures, FloatArray
-from cascade.tuning.search import TuneReport
+from cascade.tuning.search import pareto_rows
+from cascade.tuning.tuner import TuneReport
+from cascade.tuning.write import threshold_text
 
 _STAGE_COLORS = ("tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
 
 
 def pareto_front(points: FloatArray) -> FloatArray:
     """The points no other point beats on both cost (lower) and quality (higher), by increasing cost."""
-    if len(points) == 0:
-        return points
-    ordered = points[np.lexsort((-points[:, 1], points[:, 0]))]
-    keep = ordered[:, 1] > np.maximum.accumulate(np.concatenate([[-np.inf], ordered[:-1, 1]]))
-    return ordered[keep]
+    return pareto_rows(points)
 
 
 def plot_frontier(path: Path, tuned: TuneReport, current: EvalReport | None = None) -> None:
@@ -50,11 +48,11 @@ def plot_frontier(path: Path, tuned: TuneReport, current: EvalReport | None = No
     mark(sample.oracle, "*", "gold", "oracle (cheapest best stage)", 160)
     if current is not None:
         mark(current.cascade, "D", "black", "current policy")
-    chosen = ", ".join(f"{name} {value:g}" for name, value in tuned.thresholds.items())
+    chosen = ", ".join(f"{name} {threshold_text(value)}" for name, value in tuned.thresholds.items())
     mark(sample.cascade, "o", "red", f"chosen: {chosen}", 110)
     ax.set_xlabel("mean cost per query (USD)")
     ax.set_ylabel("quality (mean of correct)")
-    ax.set_title(f"cost-quality frontier on {tuned.tuned_on:,} traced queries ({tuned.result.method} search)")
+    ax.set_title(f"cost-quality frontier on {tuned.tuned_on:,} traced queries", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=120)

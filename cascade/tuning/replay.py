@@ -1,8 +1,8 @@
 """Replay a policy on traces with no vendor call: which stage answers each query, at what cost and quality.
 
-A trace row is the `StageResult` data the live cascade decides on (`stage_results`), and `cascade eval` folds
-`cascade.decide` over each trace in plain Python (`fold_replay`): what eval reports is what the live cascade
-would have done. Only the vendor calls are swapped for their traced outcomes; routing rules pick the entry stage
+A trace row is the `StageResult` data the live cascade decides on (`ReplayData.result`), and `cascade eval`
+folds `cascade.decide` over each trace (`fold_replay`): what eval reports is what the live cascade would have
+done. Only the vendor calls are swapped for their traced outcomes; routing rules pick the entry stage
 when the trace has the query text. Not replayed: the LLM classifier (a query no rule matches starts at the first
 stage), budgets, deadlines and context-window skips.
 
@@ -13,8 +13,9 @@ builds on. A property test (tests/tuning/test_properties.py) holds the two to th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,37 +35,68 @@ def accept_mask(threshold: float, confidence: FloatArray) -> BoolArray:
     return np.asarray(accepts(threshold, confidence), dtype=bool)  # type: ignore[arg-type]
 
 
-def stage_result(rules: Rules, index: int, stage: StageTrace) -> StageResult:
-    """One traced stage as the decision sees it under these rules (judged or not, which sets its cost)."""
-    judged = rules.judged[index]
-    if not stage.answered:
-        return StageResult(index, "failed", cost_usd=stage.cost_usd if judged else stage.answer_cost())
-    if not judged:
-        return StageResult(index, "answered", cost_usd=stage.answer_cost())
-    judge_failed = stage.error is not None  # an answered stage records an error only when its judge call failed
-    return StageResult(index, "answered", stage.confidence, judge_failed=judge_failed, cost_usd=stage.cost_usd)
+@dataclass(frozen=True)
+class TraceColumns:
+    """What the replay reads of each trace, as arrays (n queries x k stages, in the policy's order).
+
+    `cascade.tuning.columns` reads a traces file straight into this form; `columns_of` makes it from `Trace`s.
+    """
+
+    ids: tuple[str, ...]
+    entry: IntArray  # the stage each query starts at (routing rules on its text; 0 without one)
+    answered: BoolArray
+    confidence: FloatArray  # the judge's score in [0, 1] (0 when it failed)
+    cost_usd: FloatArray  # the answer call plus its judge call
+    answer_cost: FloatArray  # the answer call alone (cost_usd minus judge_cost_usd when traced)
+    quality: FloatArray  # `correct` as a number; 0 where the stage gave no answer
+    error: BoolArray  # the stage recorded an error (on an answered stage: its judge call failed)
 
 
-def stage_results(rules: Rules, names: Sequence[str], trace: Trace) -> tuple[StageResult, ...]:
-    """Every stage of a trace as `StageResult`s, in the policy's order."""
-    return tuple(stage_result(rules, j, trace.stages[name]) for j, name in enumerate(names))
+def entry_stage(policy: Policy, query: str | None) -> int:
+    """The stage a traced query starts at: the first routing rule its text matches, else the first stage."""
+    ruled = route_by_rules(policy, query) if query else None
+    return policy.stage_index(ruled[0]) if ruled else 0
+
+
+def columns_of(policy: Policy, traces: Sequence[Trace]) -> TraceColumns:
+    """The columns of validated traces (after `check_complete`: every stage traced, every answer labeled)."""
+    names = [s.name for s in policy.stages]
+    stages = [[t.stages[name] for name in names] for t in traces]
+    shape = (len(traces), len(names))
+
+    def grid(value: Callable[[StageTrace], float]) -> FloatArray:
+        return np.array([[value(s) for s in row] for row in stages], dtype=np.float64).reshape(shape)
+
+    return TraceColumns(
+        ids=tuple(t.id for t in traces),
+        entry=np.array([entry_stage(policy, t.query) for t in traces], dtype=np.int64),
+        answered=grid(lambda s: s.answered).astype(bool),
+        confidence=grid(lambda s: s.confidence),
+        cost_usd=grid(lambda s: s.cost_usd),
+        answer_cost=grid(StageTrace.answer_cost),
+        quality=grid(StageTrace.quality),
+        error=grid(lambda s: s.error is not None).astype(bool),
+    )
 
 
 @dataclass(frozen=True)
 class ReplayData:
-    """Traces ready to replay: per query its entry stage, its `StageResult`s and each stage's quality.
+    """Traces ready to replay: per query its entry stage, what each stage produced, and each stage's quality.
 
-    The arrays (n x k) are the vectorised form for the threshold search: `confidence` is the judge's score,
-    -inf where the stage gave no answer (never accepted) and +inf where `on_error: raise` ends the query there
-    (always stops); `cost` is what reaching the stage costs. `stop_quality` / `stop_answerer` say what a query is
-    worth and which stage's answer it returns if the cascade stops at a stage; their last column is the outcome
-    of running to the end (the last stage, or the best earlier answer when it failed).
+    `result(i, j)` is stage j of query i as the decision sees it (a `StageResult`). The arrays (n x k) are the
+    vectorised form for the threshold search: `confidence` is the judge's score, -inf where the stage gave no
+    answer (never accepted) and +inf where `on_error: raise` ends the query there (always stops); `cost` is what
+    reaching the stage costs. `stop_quality` / `stop_answerer` say what a query is worth and which stage's
+    answer it returns if the cascade stops at a stage; their last column is the outcome of running to the end
+    (the last stage, or the best earlier answer when it failed).
     """
 
     stages: tuple[str, ...]
     ids: tuple[str, ...]
     rules: Rules
-    results: tuple[tuple[StageResult, ...], ...]
+    answered: BoolArray
+    score: FloatArray  # the judge's confidence as traced
+    judge_failed: BoolArray
     entry: IntArray
     confidence: FloatArray
     cost: FloatArray
@@ -83,13 +115,29 @@ class ReplayData:
         """How many stages."""
         return len(self.stages)
 
+    def result(self, i: int, j: int) -> StageResult:
+        """Stage j of query i as the decision sees it: judged or not (which sets its cost), failed or answered."""
+        cost = float(self.cost[i, j])
+        if not self.answered[i, j]:
+            return StageResult(j, "failed", cost_usd=cost)
+        if not self.rules.judged[j]:
+            return StageResult(j, "answered", cost_usd=cost)
+        return StageResult(j, "answered", float(self.score[i, j]), bool(self.judge_failed[i, j]), cost)
+
+    @property
+    def results(self) -> Sequence[tuple[StageResult, ...]]:
+        """Every query's `StageResult`s, built when asked for (a million traces would not fit as objects)."""
+        return _Results(self)
+
     def subset(self, rows: IntArray) -> ReplayData:
         """The same data for some queries only."""
         return ReplayData(
             self.stages,
-            tuple(self.ids[i] for i in rows),
+            tuple(map(self.ids.__getitem__, rows.tolist())),
             self.rules,
-            tuple(self.results[i] for i in rows),
+            self.answered[rows],
+            self.score[rows],
+            self.judge_failed[rows],
             self.entry[rows],
             self.confidence[rows],
             self.cost[rows],
@@ -100,42 +148,54 @@ class ReplayData:
         )
 
 
+class _Results(Sequence[tuple[StageResult, ...]]):
+    def __init__(self, data: ReplayData) -> None:
+        self._data = data
+
+    def __len__(self) -> int:
+        return self._data.n
+
+    def __getitem__(self, i: int) -> tuple[StageResult, ...]:  # type: ignore[override]
+        return tuple(self._data.result(i, j) for j in range(self._data.k))
+
+    def __iter__(self) -> Iterator[tuple[StageResult, ...]]:
+        return (self[i] for i in range(len(self)))
+
+
 def replay_data(policy: Policy, traces: Sequence[Trace]) -> ReplayData:
     """Check the traces against the policy (every stage traced and labeled) and turn them into replay data."""
+    check_complete(traces, [s.name for s in policy.stages])
+    return replay_data_from_columns(policy, columns_of(policy, traces))
+
+
+def replay_data_from_columns(policy: Policy, columns: TraceColumns) -> ReplayData:
+    """Replay data from trace columns (checked: every stage traced, every answer labeled)."""
     names = tuple(s.name for s in policy.stages)
-    check_complete(traces, names)
     rules = Rules.of(policy)
-    n, k = len(traces), len(names)
-    entry = np.zeros(n, dtype=np.int64)
-    conf = np.zeros((n, k))
-    cost = np.zeros((n, k))
-    stop_q = np.zeros((n, k))
-    stop_by = np.full((n, k), -1, dtype=np.int64)
-    alone_cost = np.zeros((n, k))
-    alone_q = np.zeros((n, k))
-    results = []
-    for i, trace in enumerate(traces):
-        ruled = route_by_rules(policy, trace.query) if trace.query else None
-        entry[i] = policy.stage_index(ruled[0]) if ruled else 0
-        row = stage_results(rules, names, trace)
-        results.append(row)
-        for j, result in enumerate(row):
-            cost[i, j] = result.cost_usd
-            alone_cost[i, j] = trace.stages[names[j]].answer_cost()
-            alone_q[i, j] = trace.stages[names[j]].quality()
-            if rules.raise_on_error and result.failed:
-                conf[i, j] = np.inf  # the query ends here, with no answer
-            elif result.answered:
-                conf[i, j], stop_q[i, j], stop_by[i, j] = result.confidence or 0.0, alone_q[i, j], j
-            else:
-                conf[i, j] = -np.inf
-        if k > 0 and not np.isposinf(conf[i, k - 1]) and stop_by[i, k - 1] < 0:
-            # The last stage failed: the decision's best effort among the stages tried before it.
-            best = settle(row[int(entry[i]) : k - 1], "the last stage failed").stage
+    n, k = columns.answered.shape
+    judged = np.array(rules.judged, dtype=bool)
+    answered = columns.answered
+    cost = np.where(judged, columns.cost_usd, columns.answer_cost)
+    judge_failed = answered & columns.error & judged
+    failed = ~answered | judge_failed
+    conf = np.where(answered, np.where(judged, columns.confidence, 0.0), -np.inf)
+    if rules.raise_on_error:
+        conf = np.where(failed, np.inf, conf)  # the query ends here, with no answer
+    stop_q = np.where(answered & ~(failed & rules.raise_on_error), columns.quality, 0.0)
+    stages = np.broadcast_to(np.arange(k), (n, k))
+    stop_by = np.where(answered & ~(failed & rules.raise_on_error), stages, -1).astype(np.int64)
+    data = ReplayData(
+        names, columns.ids, rules, answered, columns.confidence, judge_failed, columns.entry, conf, cost,
+        stop_q, stop_by, columns.answer_cost, np.where(answered, columns.quality, 0.0),
+    )  # fmt: skip
+    if k > 0:
+        # The last stage failed: the decision's best effort among the stages tried before it.
+        for i in np.flatnonzero(~np.isposinf(conf[:, k - 1]) & (stop_by[:, k - 1] < 0)):
+            tried = [data.result(int(i), j) for j in range(int(columns.entry[i]), k - 1)]
+            best = settle(tried, "the last stage failed").stage
             if best is not None:
                 stop_q[i, k - 1], stop_by[i, k - 1] = stop_q[i, best], best
-    ids = tuple(t.id for t in traces)
-    return ReplayData(names, ids, rules, tuple(results), entry, conf, cost, stop_q, stop_by, alone_cost, alone_q)
+    return data
 
 
 def policy_thresholds(policy: Policy) -> tuple[float, ...]:
@@ -177,15 +237,41 @@ def replay(data: ReplayData, thresholds: Sequence[float]) -> ReplayOutcome:
 
 
 def fold_replay(data: ReplayData, thresholds: Sequence[float]) -> ReplayOutcome:
-    """What the policy with these thresholds does on every traced query: `cascade.decide` folded over each."""
+    """What the policy with these thresholds does on every traced query: `cascade.decide` folded over each.
+
+    Queries the decision cannot tell apart are folded once, so a million traces take a second, not a minute:
+    `decide` reads a confidence only by comparing it with its stage's threshold (`accepts`) and with the other
+    stages' confidences (the best effort), so queries with the same entry stage, the same outcome at every
+    stage, the same acceptances and the same order of confidences go the same way. What each query pays and is
+    worth is then read from its own trace. tests/tuning/test_properties.py holds this to a plain fold of
+    `decide` over every trace.
+    """
     rules = data.rules.with_thresholds(thresholds)
-    cost, quality = np.zeros(data.n), np.zeros(data.n)
-    answerer = np.full(data.n, -1, dtype=np.int64)
-    for i, row in enumerate(data.results):
-        done, tried = fold(rules, int(data.entry[i]), row.__getitem__)
-        cost[i] = sum(r.cost_usd for r in tried)
-        if done.stage is not None:
-            quality[i], answerer[i] = data.alone_quality[i, done.stage], done.stage
+    n, k = data.n, data.k
+    if n == 0:
+        return ReplayOutcome(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
+    scored = data.answered & np.array(rules.judged, dtype=bool)
+    columns = [data.entry[:, None], data.answered, data.judge_failed]
+    columns += [scored[:, [j]] & accept_mask(rules.thresholds[j], data.score[:, [j]]) for j in range(k)]
+    for j in range(k):
+        for other in range(j + 1, k):
+            both = scored[:, j] & scored[:, other]
+            columns.append((np.sign(data.score[:, j] - data.score[:, other]) * both)[:, None])
+    signature = np.concatenate([np.asarray(c, dtype=np.int64).reshape(n, -1) + 1 for c in columns], axis=1)
+    radix = max(k, 2) + 2  # every column holds 0 .. k + 1
+    if signature.shape[1] * np.log2(radix) < 62:  # one integer per query: a faster sort than rows
+        signature = signature @ radix ** np.arange(signature.shape[1], dtype=np.int64)
+    _, first, which = np.unique(signature, axis=0, return_index=True, return_inverse=True)
+    tried = np.zeros((len(first), k), dtype=bool)
+    answer = np.full(len(first), -1, dtype=np.int64)
+    for group, i in enumerate(first):
+        done, steps = fold(rules, int(data.entry[i]), partial(data.result, int(i)))
+        tried[group, [r.stage for r in steps]] = True
+        answer[group] = -1 if done.stage is None else done.stage
+    which = which.reshape(-1)
+    answerer = answer[which]
+    cost = np.where(tried[which], data.cost, 0.0).sum(axis=1)
+    quality = np.where(answerer >= 0, data.alone_quality[np.arange(n), np.maximum(answerer, 0)], 0.0)
     return ReplayOutcome(cost, quality, answerer)
 
 

@@ -1,9 +1,13 @@
-"""Tune thresholds: the setting with the lowest mean cost whose replayed quality meets a target.
+"""The in-sample search: the setting with the lowest mean cost whose replayed quality meets a target.
 
-A threshold matters only through which traced confidences it accepts, so the candidates for a stage are the
-distinct confidences traced there, plus 0.0 and 1.0 (1.0 accepts nothing below 1): searching them is exact,
-not a grid. A threshold found is a traced confidence (the lowest it accepts), so the tuned policy replays to
-exactly the figures reported; where the policy's own threshold ties with it, the policy's is kept.
+This is what `cascade tune --confidence 0` writes, and the path `cascade.tuning.guarantee` walks for three
+stages. A threshold matters only through which traced confidences it accepts, so the candidates for a stage
+are the distinct confidences traced there, plus 0.0, 1.0 (1.0 accepts nothing below 1) and `never` (+inf:
+accepts nothing, so "every stage escalates" is a setting too): searching them is exact, not a grid. Past
+`MAX_CANDIDATES` distinct confidences at a stage (continuous judge scores on a million traces), the
+candidates are the traced confidences at evenly spaced quantiles. A threshold found is a traced confidence
+(the lowest it accepts), so the tuned policy replays to exactly the figures reported; where the policy's own
+threshold ties with it, the policy's is kept.
 
 - Up to three stages (two thresholds) the search is exhaustive: the cost and quality of every pair
   (t0, t1) come from a 2-D prefix sum over the queries' (rank at stage 0, rank at stage 1), computed in
@@ -11,7 +15,8 @@ exactly the figures reported; where the policy's own threshold ties with it, the
   A candidate is skipped when every query it would newly escalate (compared with the next lower candidate)
   gains no quality by escalating: the lower candidate costs no more and is worth at least as much, so the
   optimum is never lost. With real labels this removes most candidates.
-- More than three stages: block coordinate descent. Starting from the policy's thresholds, each step runs
+- More than three stages: block coordinate descent. Starting from the policy's thresholds (and from all
+  0, all 1 and all `never`), each step runs
   the exact search above over two consecutive thresholds with the others fixed; sweeps repeat until none
   improves. Each step keeps or improves (first quality up to the target, then cost down), so it ends at a
   setting that meets the target if any step found one, but it may miss the global optimum.
@@ -31,24 +36,21 @@ import numpy as np
 from cascade.decide import accepts
 from cascade.tuning.replay import (
     BoolArray,
-    EvalReport,
     FloatArray,
     IntArray,
     ReplayData,
-    ReplayOutcome,
-    evaluate,
     replay,
-    report,
     walk,
 )
 
 MAX_EXACT_STAGES = 3
+MAX_CANDIDATES = 2_000  # per threshold: beyond, quantiles of the traced confidences (see `_candidates`)
 PLOT_POINTS = 20_000  # settings kept for the frontier plot (an even sample when more were searched)
 _BLOCK_CELLS = 1 << 21  # threshold pairs evaluated per numpy block (about 16 MB per array)
 _MAX_SWEEPS = 50
 _REL_TOL = 1e-9
 # How many candidates accept a confidence: `accepts` is a comparison, so ranks come from a sorted search.
-_SIDE: Literal["left", "right"] = "right" if accepts(0.5, 0.5) else "left"
+SIDE: Literal["left", "right"] = "right" if accepts(0.5, 0.5) else "left"
 
 RelativeTo = Literal["last", "absolute"]
 
@@ -128,7 +130,7 @@ class _Best:
 
 def _ranks(candidates: FloatArray, conf: FloatArray) -> IntArray:
     """How many candidates accept each confidence; a query is escalated at candidate m exactly when m >= rank."""
-    return np.searchsorted(candidates, conf, side=_SIDE).astype(np.int64)
+    return np.searchsorted(candidates, conf, side=SIDE).astype(np.int64)
 
 
 def _counts(index: IntArray, weights: FloatArray, size: int) -> FloatArray:
@@ -136,9 +138,18 @@ def _counts(index: IntArray, weights: FloatArray, size: int) -> FloatArray:
     return np.bincount(index, weights, size).astype(np.float64, copy=False)
 
 
-def _candidates(conf: FloatArray, gains: BoolArray) -> FloatArray:
-    """Distinct confidences, 0.0 and 1.0, without those that only escalate queries gaining nothing."""
-    values = np.unique(np.concatenate([conf[np.isfinite(conf)], [0.0, 1.0]]))
+def _candidates(conf: FloatArray, gains: BoolArray, limit: int | None = None) -> FloatArray:
+    """Distinct confidences, 0.0, 1.0 and `never` (+inf), without those that only escalate queries gaining nothing.
+
+    Past `MAX_CANDIDATES` distinct values (continuous judge scores on very many traces) the candidates are the
+    traced confidences at evenly spaced quantiles, so a threshold still replays exactly to its figures.
+    """
+    finite = conf[np.isfinite(conf)]
+    values = np.unique(np.concatenate([finite, [0.0, 1.0, np.inf]]))
+    limit = MAX_CANDIDATES if limit is None else limit
+    if len(values) > limit:
+        picked = np.quantile(finite, np.linspace(0, 1, limit), method="inverted_cdf")
+        values = np.unique(np.concatenate([picked, [0.0, 1.0, np.inf]]))
     ranks = _ranks(values, conf)
     useful = np.zeros(len(values), dtype=bool)
     useful[0] = True
@@ -182,11 +193,19 @@ def _pair_problem(data: ReplayData, thresholds: Sequence[float], j: int) -> _Pai
 
 
 def _solve_pair(
-    pair: _Pair, need: float, qtol: float, want_points: bool
+    pair: _Pair,
+    need: float,
+    qtol: float,
+    want_points: bool,
+    frontier: list[FloatArray] | None = None,
+    limit: int | None = None,
 ) -> tuple[tuple[float, float], _Best, int, FloatArray | None]:
-    """Every (a, b) candidate pair, in row blocks; returns the best thresholds, the cell and how many."""
-    t_a = _candidates(pair.conf_a, (pair.q_b > pair.q_a) | (pair.q_rest > pair.q_a))
-    t_b = np.array([1.0]) if pair.single else _candidates(pair.conf_b, pair.q_rest > pair.q_b)
+    """Every (a, b) candidate pair, in row blocks; returns the best thresholds, the cell and how many.
+
+    With `frontier`, each block's undominated cells are added to it as rows (cost, quality, a, b): totals.
+    """
+    t_a = _candidates(pair.conf_a, (pair.q_b > pair.q_a) | (pair.q_rest > pair.q_a), limit)
+    t_b = np.array([1.0]) if pair.single else _candidates(pair.conf_b, pair.q_rest > pair.q_b, limit)
     m0, m1 = len(t_a), len(t_b)
     r_a = _ranks(t_a, pair.conf_a)
     r_b = np.full(len(pair.conf_b), m1, dtype=np.int64) if pair.single else _ranks(t_b, pair.conf_b)
@@ -215,12 +234,37 @@ def _solve_pair(
             grids.append(grid)
         cost, quality = grids[0] + row_cost[r0:r1, None], grids[1] + row_q[r0:r1, None]
         best.offer(cost, quality, r0)
+        if frontier is not None:
+            rows, cols = np.divmod(np.arange(cost.size), m1)
+            cells = np.column_stack([cost.ravel(), quality.ravel(), t_a[r0 + rows], t_b[cols]])
+            frontier.append(pareto_rows(cells))
         if want_points:
             start = (-r0 * m1) % stride
             sampled.append(np.column_stack([cost.ravel()[start::stride], quality.ravel()[start::stride]]))
     points = np.concatenate(sampled) if sampled else None
     row, col = best.cell
     return (float(t_a[row]), float(t_b[col])), best, m0 * m1, points
+
+
+def pareto_rows(cells: FloatArray) -> FloatArray:
+    """The rows (cost, quality, ...) that no other row beats on both cost and quality, by increasing cost."""
+    if len(cells) == 0:
+        return cells
+    ordered = cells[np.lexsort((-cells[:, 1], cells[:, 0]))]
+    keep = ordered[:, 1] > np.maximum.accumulate(np.concatenate([[-np.inf], ordered[:-1, 1]]))
+    return ordered[keep]
+
+
+def frontier(data: ReplayData, candidates: int | None = None) -> FloatArray:
+    """Three stages: every undominated setting, rows (mean cost, mean quality, threshold 0, threshold 1), over
+    at most `candidates` thresholds per stage (default `MAX_CANDIDATES`)."""
+    if data.k != 3:
+        raise ValueError(f"the frontier is searched for three stages, not {data.k}")
+    blocks: list[FloatArray] = []
+    _solve_pair(_pair_problem(data, [1.0, 1.0], 0), 0.0, 0.0, False, blocks, candidates)
+    front = pareto_rows(np.concatenate(blocks))
+    front[:, :2] /= max(data.n, 1)
+    return front
 
 
 def search(
@@ -240,7 +284,7 @@ def search(
         theta = [pair_ts[0]] if k == 2 else list(pair_ts)
         method = "exact"
     else:
-        starts = [theta, [1.0] * (k - 1), [0.0] * (k - 1)]
+        starts = [theta, [1.0] * (k - 1), [0.0] * (k - 1), [math.inf] * (k - 1)]
         best, cells, collected = _Best(need_total, qtol), 0, []
         for first in starts:
             ts, found, count, pts = _descend(data, list(first), need_total, qtol, want_points)
@@ -292,7 +336,7 @@ def _descend(
     return theta, best, cells, collected
 
 
-# -- targets, held-out figures ---------------------------------------------------------------------
+# -- targets ---------------------------------------------------------------------------------------
 
 
 def needed_quality(data: ReplayData, target: float, relative_to: RelativeTo = "last") -> float:
@@ -300,115 +344,3 @@ def needed_quality(data: ReplayData, target: float, relative_to: RelativeTo = "l
     if relative_to == "absolute":
         return target
     return target * float(data.alone_quality[:, -1].mean()) if data.n else 0.0
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """Figures on queries the thresholds were not tuned on."""
-
-    how: str
-    report: EvalReport
-    need: float
-    rows: IntArray  # the queries held out (indices into the data)
-
-    @property
-    def met(self) -> bool:
-        """Whether the held-out quality reaches the (held-out) target."""
-        return self.report.cascade.quality >= self.need - _REL_TOL
-
-
-@dataclass(frozen=True)
-class TuneReport:
-    """The tuned thresholds with their in-sample and held-out figures."""
-
-    thresholds: dict[str, float]
-    target: float
-    relative_to: RelativeTo
-    need: float
-    result: SearchResult
-    in_sample: EvalReport
-    held_out: HeldOut | None
-    rows: IntArray  # the queries the thresholds were tuned on (indices into the data)
-
-    @property
-    def tuned_on(self) -> int:
-        """How many queries the thresholds were tuned on."""
-        return len(self.rows)
-
-
-def split(n: int, holdout: float, seed: int) -> tuple[IntArray, IntArray]:
-    """A seeded random split of n queries: (tune on, hold out), the second about `holdout` of them."""
-    order = np.random.default_rng(seed).permutation(n).astype(np.int64)
-    n_out = round(n * holdout)
-    return np.sort(order[n_out:]), np.sort(order[:n_out])
-
-
-def tune(
-    data: ReplayData,
-    target: float,
-    relative_to: RelativeTo = "last",
-    *,
-    holdout: float = 0.25,
-    folds: int = 0,
-    seed: int = 0,
-    start: Sequence[float] | None = None,
-    want_points: bool = False,
-) -> TuneReport:
-    """Search thresholds and report them in-sample and held out.
-
-    With `folds` >= 2: thresholds tuned on all queries, held-out figures by k-fold cross-validation (each
-    query replayed with thresholds tuned without it). Otherwise, with `holdout` > 0: thresholds tuned on a
-    seeded random part and replayed on the rest (`holdout` of the queries), so the held-out figures are those
-    of exactly the thresholds written. With neither, in-sample figures only.
-    """
-    rows = np.arange(data.n, dtype=np.int64)
-    held_rows: IntArray | None = None
-    if folds < 2 and 0 < holdout < 1:
-        train, test = split(data.n, holdout, seed)
-        if len(train) and len(test):
-            rows, held_rows = train, test
-    tuned_on = data.subset(rows)
-    need = needed_quality(tuned_on, target, relative_to)
-    result = search(tuned_on, need, start, want_points=want_points)
-    held: HeldOut | None = None
-    if folds >= 2:
-        held = _cross_validate(data, target, relative_to, folds, seed, start)
-    elif held_rows is not None:
-        test_data = data.subset(held_rows)
-        held = HeldOut(
-            f"{len(held_rows)} queries held out: {holdout:.0%}, seed {seed}",
-            evaluate(test_data, result.thresholds),
-            needed_quality(test_data, target, relative_to),
-            held_rows,
-        )
-    return TuneReport(
-        dict(zip(data.stages[:-1], result.thresholds, strict=True)),
-        target,
-        relative_to,
-        need,
-        result,
-        evaluate(tuned_on, result.thresholds),
-        held,
-        rows,
-    )
-
-
-def _search_on(data: ReplayData, target: float, relative_to: RelativeTo, start: Sequence[float] | None) -> SearchResult:
-    return search(data, needed_quality(data, target, relative_to), start)
-
-
-def _cross_validate(
-    data: ReplayData, target: float, relative_to: RelativeTo, folds: int, seed: int, start: Sequence[float] | None
-) -> HeldOut:
-    folds = min(folds, data.n)
-    order = np.random.default_rng(seed).permutation(data.n)
-    cost, quality = np.zeros(data.n), np.zeros(data.n)
-    answerer = np.full(data.n, -1, dtype=np.int64)
-    for fold in np.array_split(order, folds):
-        rest = np.setdiff1d(np.arange(data.n), fold)
-        thresholds = _search_on(data.subset(rest), target, relative_to, start).thresholds
-        outcome = replay(data.subset(fold), thresholds)
-        cost[fold], quality[fold], answerer[fold] = outcome.cost, outcome.quality, outcome.answerer
-    pooled = report(data, ReplayOutcome(cost, quality, answerer))
-    need = needed_quality(data, target, relative_to)
-    return HeldOut(f"{folds}-fold cross-validation, seed {seed}", pooled, need, np.arange(data.n, dtype=np.int64))

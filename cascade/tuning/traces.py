@@ -7,6 +7,10 @@ One JSON object a line (the format is documented in docs/traces.md):
 
 `cost_usd` is the stage's answer plus its judge call; `correct` is a bool or a quality score in [0, 1].
 Fields this module does not know are kept (`extra="allow"`) and written back unchanged.
+
+Files are read strictly, and every problem is a `TraceError` naming the file and the line: UTF-8 text, lines split
+at line feeds only (a JSON string may hold U+2028 or U+0085, where `str.splitlines` would split), one JSON object a
+line with no key given twice, and finite numbers (`tune` would write a policy from a `cost_usd` of `Infinity`).
 """
 
 from __future__ import annotations
@@ -21,21 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from cascade.calls import Outcome, Step
 from cascade.context import QueryContext
-from cascade.errors import UsageError
+from cascade.errors import TraceError as TraceError  # re-exported: it lived here before cascade.errors
 from cascade.flow import shadow_flow
 from cascade.tuning.graders import Grader, LLMGrader, Reference, llm_grade_flow
 
 Correct = StrictBool | Annotated[float, Field(ge=0, le=1)]
 
 
-class TraceError(UsageError):
-    """A traces or labels file cannot be used; the message names the file, the line or id, and why."""
-
-
 class StageTrace(BaseModel):
     """One stage's answer to a query in shadow mode."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     answer: str | None = Field(description="The stage's answer; null when the stage failed to answer.")
     confidence: float = Field(ge=0, le=1, description="The judge's confidence (score / 10), 0 when it failed.")
@@ -67,7 +67,7 @@ class StageTrace(BaseModel):
 class Trace(BaseModel):
     """One query: its id, optionally its text and reference answer, and every stage's outcome."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     id: str = Field(min_length=1)
     query: str | None = Field(None, description="The query text as routing rules see it; lets eval route.")
@@ -80,7 +80,12 @@ class Trace(BaseModel):
         _drop_unset(data, ("query", "reference"))
         for stage in data["stages"].values():
             _drop_unset(stage, ("judge_cost_usd", "correct", "error"))
-        return json.dumps(data, ensure_ascii=False)
+        text = json.dumps(data, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a vendor may send one) can only be written escaped
+            text = json.dumps(data)
+        return text
 
 
 def _drop_unset(data: dict[str, Any], keys: Sequence[str]) -> None:
@@ -93,9 +98,9 @@ def read_traces(path: Path) -> list[Trace]:
     """Read and validate a traces file; raises `TraceError` naming the line of the first problem."""
     traces: list[Trace] = []
     seen: set[str] = set()
-    for number, line in _lines(path):
+    for number, row in _rows(path):
         try:
-            trace = Trace.model_validate_json(line)
+            trace = Trace.model_validate(row)
         except ValidationError as exc:
             raise TraceError(f"{path}:{number}: {_first_problem(exc)}") from None
         if trace.id in seen:
@@ -116,14 +121,14 @@ def read_labels(path: Path) -> dict[str, dict[str, Correct]]:
     """A labels file: JSON lines `{"id": ..., "correct": {STAGE: true | false | 0.0-1.0}}`."""
 
     class _Row(BaseModel):
-        model_config = ConfigDict(extra="allow")
+        model_config = ConfigDict(extra="allow", allow_inf_nan=False)
         id: str
         correct: dict[str, Correct]
 
     labels: dict[str, dict[str, Correct]] = {}
-    for number, line in _lines(path):
+    for number, data in _rows(path):
         try:
-            row = _Row.model_validate_json(line)
+            row = _Row.model_validate(data)
         except ValidationError as exc:
             raise TraceError(f"{path}:{number}: {_first_problem(exc)}") from None
         labels.setdefault(row.id, {}).update(row.correct)
@@ -167,23 +172,53 @@ def check_complete(traces: Iterable[Trace], stages: Sequence[str]) -> None:
         )
 
 
-def _lines(path: Path) -> Iterable[tuple[int, str]]:
+def _rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Each non-blank line's JSON object with its line number; `TraceError` at the first line that is not one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise TraceError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            if not line.lstrip().startswith("{"):
-                raise TraceError(f"{path}:{number}: each line must be a JSON object")
-            yield number, line
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = data.count(b"\n", 0, exc.start) + 1
+        raise TraceError(f"{path}:{where}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            raise TraceError(f"{path}:{number}: each line must be a JSON object")
+        try:
+            row = json.loads(line, object_pairs_hook=_refuse_duplicate_keys)
+        except _DuplicateKey as exc:
+            raise TraceError(f"{path}:{number}: the key {exc.key!r} is given twice") from None
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{path}:{number}: not JSON ({exc.msg}, column {exc.colno})") from None
+        except (ValueError, RecursionError) as exc:  # an int past 4,300 digits; nesting past the recursion limit
+            raise TraceError(f"{path}:{number}: not JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(row, dict):
+            raise TraceError(f"{path}:{number}: each line must be a JSON object")
+        yield number, row
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in row:
+            raise _DuplicateKey(key)
+        row[key] = value
+    return row
 
 
 def _first_problem(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in err["loc"])
-    if err["type"] == "json_invalid":
-        return f"not JSON ({err['msg']})"
     return f"{where}: {err['msg']}" if where else err["msg"]
 
 

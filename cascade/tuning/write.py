@@ -10,15 +10,17 @@ replaces it. The result is validated as a policy before it is written.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ruamel.yaml import YAML
 
-from cascade.policy import Policy
+from cascade.policy import NEVER, Policy
 
 HEADER_MARK = "# cascade tune:"
 _MODELINE = re.compile(r"^#\s*yaml-language-server:\s*\$schema=(\S+)\s*$")
@@ -26,8 +28,16 @@ _VALUE = re.compile(r"""((?:[&!]\S*\s+)*)("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,
 
 
 def format_threshold(value: float) -> str:
-    """The shortest decimal that reads back as exactly this float, never in exponent form (YAML 1.1 safe)."""
+    """The shortest decimal that reads back as exactly this float, never in exponent form (YAML 1.1 safe);
+    `never` for +inf, a threshold above every confidence (the policy reads it back as +inf)."""
+    if value == math.inf:
+        return NEVER
     return str(np.format_float_positional(value, unique=True, trim="0"))
+
+
+def threshold_text(value: float) -> str:
+    """A threshold as a person reads it: `never`, or the number."""
+    return NEVER if value == math.inf else f"{value:g}"
 
 
 def tuned_policy_text(source: str, thresholds: Mapping[str, float], header: Sequence[str] = ()) -> str:
@@ -50,9 +60,7 @@ def tuned_policy_text(source: str, thresholds: Mapping[str, float], header: Sequ
         edits.append((line, col, format_threshold(thresholds[name])))
     if dump_whole:
         yaml.width = 4096
-        yaml.representer.add_representer(
-            float, lambda rep, value: rep.represent_scalar("tag:yaml.org,2002:float", format_threshold(value))
-        )
+        yaml.representer.add_representer(float, _represent_threshold)
         out = io.StringIO()
         yaml.dump(doc, out)
         return with_header(out.getvalue(), header)
@@ -63,6 +71,11 @@ def tuned_policy_text(source: str, thresholds: Mapping[str, float], header: Sequ
             raise ValueError(f"cannot find the threshold at line {line + 1}: {current!r}")
         lines[line] = current[: match.start(2)] + text + current[match.end(2) :]
     return with_header("".join(lines), header)
+
+
+def _represent_threshold(representer: Any, value: float) -> Any:
+    tag = "tag:yaml.org,2002:str" if value == math.inf else "tag:yaml.org,2002:float"
+    return representer.represent_scalar(tag, format_threshold(value))
 
 
 def with_header(text: str, header: Sequence[str]) -> str:

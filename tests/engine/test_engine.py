@@ -15,7 +15,7 @@ from cascade.testing import wire
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 MTOK = 1e6
-# USD per million tokens (cascade/data/prices.toml)
+# USD per million tokens (list prices, from genai-prices)
 MINI = (0.15, 0.60)
 FLASH = (0.075, 0.30)
 SONNET = (3.00, 15.00)

@@ -111,14 +111,15 @@ def fault_reply(vendor: str, fault: str) -> FakeReply:
 
 
 def load_policy(url: str) -> Policy:
-    stage = {"threshold": 0.7, "retries": 1, "timeout_s": TIMEOUT_S, "max_output_tokens": 64}
+    stage = {"retries": 1, "timeout_s": TIMEOUT_S, "max_output_tokens": 64}
+    judged = {**stage, "threshold": 0.7}
     return Policy.from_dict(
         {
             "name": "load",
             "version": "1",
             "stages": [
-                {"name": "nano", "provider": "openai", "model": "gpt-4.1-nano", **stage},
-                {"name": "flash", "provider": "google", "model": "gemini-2.0-flash", **stage},
+                {"name": "nano", "provider": "openai", "model": "gpt-4.1-nano", **judged},
+                {"name": "flash", "provider": "google", "model": "gemini-2.0-flash", **judged},
                 {"name": "haiku", "provider": "anthropic", "model": "claude-haiku-4-5", **stage},
             ],
             "judge": {"provider": "openai", "model": "gpt-4o-mini", "retries": 1, "timeout_s": TIMEOUT_S},
@@ -211,15 +212,17 @@ def test_every_query_is_accounted_for_under_faults_and_nothing_leaks() -> None:
     assert all(item.answer and item.answer.startswith(f"A{i} from ") for i, item in answered)
     assert sorted(router.elapsed) == sorted(queries)
     assert max(router.elapsed.values()) <= DEADLINE_S + SLACK_S
-    # Every fault served is in a trace as its error type; any other error is a timeout under load.
+    # Every fault served is in a trace as its error type, or as a timeout: a fault served just before its call's
+    # deadline can reach the client after the driver gave up on the call (0.1 s past its timeout, under load).
     errors = Counter(a.error.type for t in traces for a in t.attempts if a.error)
     expected: Counter[str] = Counter()
     for fault, count in responder.faults.items():
         expected[FAULT_ERRORS[fault]] += count
     assert set(errors) <= set(FAULT_ERRORS.values())
     exact = sorted(set(expected) - {"VendorTimeoutError"})
-    assert {k: errors[k] for k in exact} == {k: expected[k] for k in exact}
-    assert errors["VendorTimeoutError"] >= expected["VendorTimeoutError"]
+    assert all(errors[k] <= expected[k] for k in exact), (errors, expected)
+    overtaken = sum(expected[k] - errors[k] for k in exact)
+    assert errors["VendorTimeoutError"] >= expected["VendorTimeoutError"] + overtaken
     calls = sum(len(t.attempts) for t in traces)
     assert responder.calls <= calls  # every call the server saw is in a trace
     # Nothing leaked.

@@ -1,7 +1,9 @@
 """No key leaks. With a canary key per vendor, in the environment or given explicitly, a slice of the fault matrix
 (vendors echoing the key back, as some gateways do) and a small load run leave the canary in no log event
-(structlog's or the standard library's, at DEBUG), exception message, repr or traceback, trace, result JSON,
-`repr(router)` or `repr(provider)`; and a cassette recorded with cascade's vcr configuration does not hold it.
+(structlog's or the standard library's, at DEBUG, vcrpy's included), exception message, repr or traceback, trace,
+result JSON, `repr(router)` or `repr(provider)`, nor in any attribute reachable from an error an adapter raises
+(the SDK exceptions chained behind it hold the request's headers and the vendor's reply); and a cassette recorded
+with cascade's vcr configuration does not hold it, in a body or in a header value.
 
 The canaries are plain words, not key-shaped: only `register_secret` (called when a key is resolved) can mask them,
 not `redact`'s key patterns.
@@ -9,9 +11,12 @@ not `redact`'s key patterns.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
 import traceback
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +25,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from cascade import Cascade
-from cascade.errors import AuthenticationError, CascadeExhausted, redact, register_secret
+from cascade.errors import AuthenticationError, CascadeExhausted, ProviderError, redact, register_secret
 from cascade.policy import Policy
 from cascade.providers import get_provider_class
 from cascade.providers.base import CompletionRequest, Message, ProviderSettings
@@ -145,8 +150,11 @@ def test_an_error_raised_to_the_caller_carries_no_key(vendor: str, caplog: pytes
     other = "anthropic" if vendor == "openai" else "openai"
     with FakeVendorServer(responder=lambda r: echo(r.vendor, 401, sent_key(r))) as server, capture_logs() as events:
         router = Cascade(policy(server.url, vendor, other, on_error="raise"))
-        with pytest.raises(CascadeExhausted) as info:
-            router.run(QUESTION)
+        try:
+            with pytest.raises(CascadeExhausted) as info:
+                router.run(QUESTION)
+        finally:
+            asyncio.run(router.aclose())
     assert "AuthenticationError" in str(info.value) and "***" in str(info.value)
     assert leaks(info.value, *events, router=router, records=caplog.records) == []
 
@@ -179,6 +187,15 @@ async def test_a_load_run_keeps_the_keys_out(caplog: pytest.LogCaptureFixture) -
     assert leaks(*outcomes, *events, router=router, records=caplog.records) == []
 
 
+def ask_once(policy: Policy) -> CascadeResult:
+    """`run` on a router of its own, closed afterwards (its connections would otherwise wait for the collector)."""
+    router = Cascade(policy)
+    try:
+        return router.run(QUESTION)
+    finally:
+        asyncio.run(router.aclose())
+
+
 def one_stage(url: str, vendor: str) -> Policy:
     return Policy.from_dict({
         "name": "record", "version": "1", "stages": [{"name": "only", "provider": vendor, "model": MODELS[vendor]}],
@@ -192,7 +209,7 @@ def test_a_recorded_cassette_holds_no_key(tmp_path: Any) -> None:
     with FakeVendorServer(responder=lambda r: answer(r.vendor, "Canberra.")) as server:
         with vcr_instance(record_mode="all").use_cassette(str(cassette)):
             for vendor in MODELS:
-                assert Cascade(one_stage(server.url, vendor)).run(QUESTION).answer == "Canberra."
+                assert ask_once(one_stage(server.url, vendor)).answer == "Canberra."
         text = cassette.read_text()
         assert server.url not in text  # rewritten to the vendors' hosts
     assert len(yaml.safe_load(text)["interactions"]) == 3
@@ -204,7 +221,7 @@ def test_a_cassette_of_an_echoed_key_holds_no_key(tmp_path: Any) -> None:
     with FakeVendorServer(responder=lambda r: echo(r.vendor, 401, sent_key(r))) as server:
         recording = vcr_instance(record_mode="all").use_cassette(str(cassette))
         with recording, pytest.raises(CascadeExhausted):  # the only stage fails
-            Cascade(one_stage(server.url, "openai")).run(QUESTION)
+            ask_once(one_stage(server.url, "openai"))
         text = cassette.read_text()
     assert "Incorrect API key provided" in text
     assert [c for c in CANARIES.values() if c in text] == []
@@ -215,8 +232,11 @@ def provider_error(vendor: str) -> AuthenticationError:
         url = server.url + ("/v1" if vendor == "openai" else "")
         provider = get_provider_class(vendor)(ProviderSettings(api_key=CANARIES[vendor], base_url=url))
         request = CompletionRequest(MODELS[vendor], (Message("user", QUESTION),), max_output_tokens=16, timeout_s=5)
-        with pytest.raises(AuthenticationError) as info:
-            provider.complete(request)
+        try:
+            with pytest.raises(AuthenticationError) as info:
+                provider.complete(request)
+        finally:
+            asyncio.run(provider.aclose())
     return info.value
 
 
@@ -231,6 +251,118 @@ def test_a_provider_error_message_masks_an_echoed_key(vendor: str) -> None:
 def test_a_provider_error_traceback_and_body_mask_an_echoed_key(vendor: str) -> None:
     error = provider_error(vendor)
     assert leaks(error, error.body) == []
+
+
+def reachable_strings(root: Any, depth: int = 12) -> list[tuple[str, str]]:
+    """(path, text) for every string or bytes reachable from `root`: attributes, slots, mappings, sequences, and
+    an exception's arguments and chained exceptions (not tracebacks: their frames hold everything in scope)."""
+    skip = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, type,
+            types.TracebackType, types.FrameType, types.CodeType)  # fmt: skip
+    seen: set[int] = set()
+    found: list[tuple[str, str]] = []
+
+    def walk(obj: Any, path: str, left: int) -> None:
+        if left < 0 or id(obj) in seen or isinstance(obj, skip) or obj is None:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            found.append((path, obj))
+            return
+        if isinstance(obj, bytes | bytearray):
+            found.append((path, bytes(obj).decode("utf-8", "replace")))
+            return
+        if isinstance(obj, int | float):
+            return
+        children: list[tuple[str, Any]] = []
+        if isinstance(obj, BaseException):
+            children += [(".args", obj.args), (".__cause__", obj.__cause__), (".__context__", obj.__context__)]
+        items = getattr(obj, "items", None)
+        if callable(items):
+            with contextlib.suppress(Exception):
+                children += [(f"[{k!r}]", v) for k, v in items()] + [("[key]", k) for k, _ in items()]
+        if isinstance(obj, list | tuple | set | frozenset):
+            children += [(f"[{i}]", v) for i, v in enumerate(obj)]
+        with contextlib.suppress(TypeError):
+            children += [(f".{k}", v) for k, v in vars(obj).items() if k != "__traceback__"]
+        for cls in type(obj).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if isinstance(slot, str) and slot != "__weakref__":
+                    with contextlib.suppress(Exception):
+                        children.append((f".{slot}", getattr(obj, slot)))
+        for step, child in children:
+            walk(child, path + step, left - 1)
+
+    walk(root, "error", depth)
+    return found
+
+
+def dropped(vendor: str, key: str) -> FakeReply:
+    return FakeReply(drop=True)
+
+
+SDK_FAULTS = {"401 echoing the key": lambda v, key: echo(v, 401, key), "dropped connection": dropped}
+ADAPTERS = [("openai", "httpx"), ("anthropic", "httpx"), ("google", "httpx"), ("google", "generativeai"),
+            ("openai", "aiohttp"), ("anthropic", "aiohttp"), ("google", "aiohttp")]  # fmt: skip
+
+
+# aiohttp serves async calls only; google-genai's aiohttp errors for a dropped connection hold no request.
+CASES = [
+    (vendor, how, mode, fault)
+    for vendor, how in ADAPTERS
+    for mode in ("sync", "async")
+    for fault in SDK_FAULTS
+    if not (how == "aiohttp" and (mode == "sync" or (vendor == "google" and fault == "dropped connection")))
+]
+
+
+@pytest.mark.parametrize(("vendor", "how", "mode", "fault"), CASES)
+async def test_no_attribute_reachable_from_a_provider_error_holds_the_key(
+    vendor: str, how: str, mode: str, fault: str
+) -> None:
+    with FakeVendorServer(responder=lambda r: SDK_FAULTS[fault](r.vendor, sent_key(r))) as server:
+        url = server.url + ("/v1" if vendor == "openai" else "")
+        backend = "generativeai" if how == "generativeai" else None
+        async_http = "aiohttp" if how == "aiohttp" else "httpx"
+        settings = ProviderSettings(api_key=CANARIES[vendor], base_url=url, backend=backend, async_http=async_http)
+        provider = get_provider_class(vendor, backend)(settings)
+        request = CompletionRequest(MODELS[vendor], (Message("user", QUESTION),), max_output_tokens=16, timeout_s=5)
+        try:
+            with pytest.raises(ProviderError) as info:
+                provider.complete(request) if mode == "sync" else await provider.acomplete(request)
+        finally:
+            await provider.aclose()
+    assert info.value.__cause__ is not None  # the SDK's exception is chained, for debugging
+    texts = reachable_strings(info.value)
+    assert any(path.startswith("error.__cause__.") for path, _ in texts), "the walk reached the chained exceptions"
+    assert [path for path, text in texts if CANARIES[vendor] in text] == []
+
+
+def test_a_cassette_of_a_key_in_a_response_header_holds_no_key(tmp_path: Any) -> None:
+    cassette = tmp_path / "header.yaml"
+
+    def responder(request: RecordedRequest) -> FakeReply:
+        reply = answer(request.vendor, "Canberra.")
+        reply.headers = {**reply.headers, "x-gateway-debug": f"authenticated with {sent_key(request)}"}
+        return reply
+
+    with FakeVendorServer(responder=responder) as server:
+        with vcr_instance(record_mode="all").use_cassette(str(cassette)):
+            for vendor in MODELS:
+                assert ask_once(one_stage(server.url, vendor)).answer == "Canberra."
+        text = cassette.read_text()
+    assert text.count("x-gateway-debug") == 3
+    assert [c for c in CANARIES.values() if c in text] == []
+
+
+def test_vcrpy_logs_no_key_while_recording(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    cassette = tmp_path / "logged.yaml"
+    with FakeVendorServer(responder=lambda r: echo(r.vendor, 401, sent_key(r))) as server:
+        recording = vcr_instance(record_mode="all").use_cassette(str(cassette))
+        with recording, pytest.raises(CascadeExhausted):
+            ask_once(one_stage(server.url, "openai"))
+    appended = [r for r in caplog.records if r.name.startswith("vcr") and "Appending request" in r.getMessage()]
+    assert appended and "Incorrect API key provided" in appended[0].getMessage()
+    assert [r.getMessage() for r in caplog.records if CANARIES["openai"] in r.getMessage()] == []
 
 
 def test_redact_masks_registered_keys_and_key_shapes() -> None:

@@ -198,16 +198,18 @@ def test_eval_with_a_bad_policy_or_traces_exits_2_without_traceback(tmp_path: Pa
 def test_tune_writes_the_policy_with_its_evidence(tmp_path: Path) -> None:
     out, plot = tmp_path / "tuned.yaml", tmp_path / "frontier.png"
     args = ["tune", "--policy", DEFAULT, "--traces", DEMO_TRACES, "--target", "0.95", "--output", str(out)]
-    result = invoke(*args, "--plot", str(plot))
+    result = invoke(*args, "--holdout", "0.25", "--plot", str(plot))
     assert result.exit_code == 0, result.output
-    for text in ("Thresholds", "current policy", "In-sample", "Held out: 5 queries held out: 25%, seed 0", "wrote"):
+    for text in ("Thresholds", "current policy", "guarantee:", "Held out: 5 queries held out: 25%, seed 0", "wrote"):
         assert text in result.output
     header = [line for line in out.read_text().splitlines() if line.startswith("# cascade tune:")]
-    assert len(header) == 6
+    assert len(header) == 8
     assert "sha256" in header[1] and "quality >= 0.9500 = 0.95 x sonnet alone" in header[2]
-    assert header[3].startswith("# cascade tune: in-sample (15 queries): quality")
-    assert "held out (5 queries held out: 25%, seed 0)" in header[4]
-    assert header[5].endswith(f"--holdout 0.25 --output {out}")
+    assert header[3].startswith("# cascade tune: method: learn-then-test at confidence 0.95")
+    # the thresholds learn from every label; the held-out figures are reported beside them
+    assert header[4].startswith("# cascade tune: tuned on all 20 queries: quality") and "lower bound" in header[4]
+    assert "held out (5 queries held out: 25%, seed 0" in header[6]
+    assert header[7].endswith(f"--confidence 0.95 --holdout 0.25 --output {out}")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     tuned = Policy.from_file(out)
     assert tuned.routing == Policy.from_file(DEFAULT).routing  # everything but the thresholds is kept
@@ -215,7 +217,7 @@ def test_tune_writes_the_policy_with_its_evidence(tmp_path: Path) -> None:
 
 def test_tune_json_and_cross_validation(tmp_path: Path) -> None:
     args = ["tune", "--policy", DEFAULT, "--traces", DEMO_TRACES, "--output", str(tmp_path / "t.yaml")]
-    data = json.loads(invoke(*args, "--folds", "5", "--json").stdout)
+    data = json.loads(invoke(*args, "--folds", "5", "--confidence", "0", "--json").stdout)
     assert data["method"] == "exact" and data["feasible"] and data["tuned_on"] == 20
     assert data["held_out"]["how"] == "5-fold cross-validation, seed 0" and data["held_out"]["met"] is True
     assert data["in_sample"]["cascade"]["quality"] >= data["need"] == pytest.approx(0.99)

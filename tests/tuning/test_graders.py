@@ -124,7 +124,7 @@ def test_the_llm_grader_runs_through_the_engine_priced_and_recorded() -> None:
 
     provider = ScriptedProvider("openai", reply)
     router = Cascade(POLICY, providers={"openai": provider})
-    ctx = router.context("Capital of Australia?", None, None, None, "q1")
+    ctx = router.context("Capital of Australia?", query_id="q1")
     row = {"id": "q1", "query": "Capital of Australia?", "reference": "Canberra", "topic": "geo"}
     trace = router.drive(collect_flow(ctx, row, LLMGrader("openai", "gpt-4o-mini")), POLICY)
     big, mini = trace.stages["big"], trace.stages["mini"]
@@ -141,7 +141,7 @@ def test_the_llm_grader_runs_through_the_engine_priced_and_recorded() -> None:
 def test_a_deterministic_grader_in_collect() -> None:
     provider = ScriptedProvider("openai", lambda r: judge_json(6) if "<<<ANSWER " in r.messages[-1].content else "42")
     router = Cascade(POLICY, providers={"openai": provider})
-    ctx = router.context([{"role": "user", "content": "6 x 7?"}], "be brief", None, None, "q2")
+    ctx = router.context([{"role": "user", "content": "6 x 7?"}], system="be brief", query_id="q2")
     row = {"id": "q2", "query": [{"role": "user", "content": "6 x 7?"}], "reference": 42}
     trace = router.drive(collect_flow(ctx, row, get_grader("numeric")), POLICY)
     assert {s.correct for s in trace.stages.values()} == {True}

@@ -1,19 +1,21 @@
-"""Property tests: the vectorised replay and search agree with eval's fold of `cascade.decide` over each trace.
+"""Property tests: the vectorised replay and search agree with a fold of `cascade.decide` over each trace.
 
-`fold_replay` runs the live cascade's own decision function over every trace, one query at a time; the numpy
-replay and the threshold search are accelerators and must give the same answers: per query for the replay, and
-"meets the target, nothing feasible is cheaper" (brute force over every behaviour a threshold can have) for the
-search.
+`plain_fold` runs the live cascade's own decision function over every trace, one query at a time. eval's
+`fold_replay` folds it once per group of traces the decision cannot tell apart, and the numpy replay and the
+threshold search are accelerators: all must give the same answers, per query for the replays, and "meets the
+target, nothing feasible is cheaper" (brute force over every behaviour a threshold can have) for the search.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
@@ -21,8 +23,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cascade.cli import app
+from cascade.decide import fold
 from cascade.policy import Policy
-from cascade.tuning.replay import evaluate, fold_replay, replay, replay_data
+from cascade.tuning.replay import ReplayOutcome, evaluate, fold_replay, replay, replay_data
 from cascade.tuning.search import search
 from cascade.tuning.traces import StageTrace, Trace
 
@@ -81,18 +84,31 @@ def trace_sets(draw: Any, k: int) -> list[Trace]:
     ]
 
 
+def plain_fold(policy: Policy, traces: list[Trace], thresholds: tuple[float, ...]) -> ReplayOutcome:
+    """`cascade.decide` folded over every trace, one at a time: the reference for every accelerator."""
+    data = replay_data(policy, traces)
+    rules = data.rules.with_thresholds(thresholds)
+    cost, quality, answerer = [], [], []
+    for i, row in enumerate(data.results):
+        done, tried = fold(rules, int(data.entry[i]), row.__getitem__)
+        cost.append(sum(r.cost_usd for r in tried))
+        quality.append(0.0 if done.stage is None else float(data.alone_quality[i, done.stage]))
+        answerer.append(-1 if done.stage is None else done.stage)
+    return ReplayOutcome(np.array(cost), np.array(quality), np.array(answerer, dtype=np.int64))
+
+
 def plain_mean(policy: Policy, traces: list[Trace], thresholds: tuple[float, ...]) -> tuple[float, float]:
-    """Mean cost and quality of eval's fold of `cascade.decide` over each trace (the reference for the search)."""
-    outcome = fold_replay(replay_data(policy, traces), thresholds)
+    """Mean cost and quality of the plain fold (the reference for the search)."""
+    outcome = plain_fold(policy, traces, thresholds)
     return float(outcome.cost.mean()), float(outcome.quality.mean())
 
 
 def every_setting(traces: list[Trace], k: int) -> list[tuple[float, ...]]:
-    """Every behaviour a threshold can have: each traced value, the midpoints between them, 0 and 1."""
+    """Every behaviour a threshold can have: each traced value, the midpoints between them, 0, 1 and never."""
     grids = []
     for j in range(k - 1):
         values = sorted({t.stages[f"s{j}"].confidence for t in traces} | {0.0, 1.0})
-        grids.append(sorted(set(values) | {(a + b) / 2 for a, b in itertools.pairwise(values)}))
+        grids.append(sorted(set(values) | {(a + b) / 2 for a, b in itertools.pairwise(values)} | {math.inf}))
     return list(itertools.product(*grids))
 
 
@@ -126,18 +142,19 @@ def test_tune_meets_the_target_and_nothing_feasible_is_cheaper(problem: tuple[Po
 
 
 @FAST
-@given(problems(), st.lists(st.sampled_from(CONFIDENCES), min_size=2, max_size=2))
+@given(problems(), st.lists(st.sampled_from([*CONFIDENCES, math.inf]), min_size=2, max_size=2))
 def test_the_vectorised_replay_agrees_with_the_fold(
     problem: tuple[Policy, list[Trace], float], ts: list[float]
 ) -> None:
     policy, traces, _ = problem
     thresholds = tuple(ts[: len(policy.stages) - 1])
     data = replay_data(policy, traces)
-    fast, folded = replay(data, thresholds), fold_replay(data, thresholds)
-    for i in range(len(traces)):
-        assert fast.cost[i] == pytest.approx(folded.cost[i], abs=1e-15)
-        assert fast.quality[i] == folded.quality[i]
-        assert fast.answerer[i] == folded.answerer[i]
+    plain = plain_fold(policy, traces, thresholds)
+    for fast in (replay(data, thresholds), fold_replay(data, thresholds)):
+        for i in range(len(traces)):
+            assert fast.cost[i] == pytest.approx(plain.cost[i], abs=1e-15)
+            assert fast.quality[i] == plain.quality[i]
+            assert fast.answerer[i] == plain.answerer[i]
     report = evaluate(data, thresholds)
     cost, quality = plain_mean(policy, traces, thresholds)
     assert report.cascade.cost_per_query == pytest.approx(cost) and report.cascade.quality == pytest.approx(quality)
@@ -158,7 +175,7 @@ def test_more_than_three_stages_descend_to_a_setting_at_least_as_good_as_each_st
     cost, quality = plain_mean(policy, traces, result.thresholds)
     assert cost == pytest.approx(result.cost, abs=1e-12) and quality == pytest.approx(result.quality, abs=1e-12)
     assert result.feasible == (quality >= need - 1e-9)
-    for first in (start, (1.0,) * 3, (0.0,) * 3):
+    for first in (start, (1.0,) * 3, (0.0,) * 3, (math.inf,) * 3):
         first_cost, first_quality = plain_mean(policy, traces, first)
         if first_quality >= need - 1e-9:
             assert result.feasible and cost <= first_cost + 1e-12
@@ -174,7 +191,7 @@ def test_the_tune_command_agrees_with_brute_force(problem: tuple[Policy, list[Tr
         traces_file.write_text("".join(t.to_json() + "\n" for t in traces))
         args = ["tune", "--policy", str(policy_file), "--traces", str(traces_file), "--output", str(out)]
         result = CliRunner().invoke(
-            app, [*args, "--target", str(need), "--relative-to", "absolute", "--holdout", "0", "--json"]
+            app, [*args, "--target", str(need), "--relative-to", "absolute", "--confidence", "0", "--json"]
         )
         structlog.reset_defaults()
         brute = [plain_mean(policy, traces, th) for th in every_setting(traces, len(policy.stages))]
@@ -185,6 +202,7 @@ def test_the_tune_command_agrees_with_brute_force(problem: tuple[Policy, list[Tr
         assert result.exit_code == 0, result.output
         tuned = Policy.from_file(out)
         thresholds = tuple(s.threshold for s in tuned.stages[:-1])
-        assert tuple(json.loads(result.stdout)["thresholds"].values()) == thresholds
+        written = json.loads(result.stdout)["thresholds"].values()
+        assert tuple(math.inf if v == "never" else v for v in written) == thresholds
         cost, quality = plain_mean(policy, traces, thresholds)  # type: ignore[arg-type]
         assert quality >= need - 1e-9 and cost <= cheapest + 1e-12

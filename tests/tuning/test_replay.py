@@ -84,7 +84,7 @@ def test_replay_predicts_the_live_cascade(
     router = Cascade(policy, providers=scripted(plan), retry_backoff_s=0.0)
     traces: list[Trace] = []
     for qid, text in texts.items():
-        ctx = router.context(text, None, None, None, qid)
+        ctx = router.context(text, query_id=qid)
         trace = router.drive(collect_flow(ctx, {"id": qid, "query": text}), policy)
         labeled = {n: s.model_copy(update={"correct": True}) for n, s in trace.stages.items()}
         traces.append(trace.model_copy(update={"stages": labeled}))

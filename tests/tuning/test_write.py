@@ -85,3 +85,15 @@ def test_write_validates_and_moves_a_relative_schema_line(tmp_path: Path) -> Non
     with pytest.raises(PolicyError, match="threshold"):
         write_tuned_policy(ROOT / "policies" / "default.yaml", tmp_path / "bad.yaml", {"mini": 1.5}, [])
     assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_a_stage_switched_off_is_written_as_never_and_read_back() -> None:
+    source = (ROOT / "policies" / "default.yaml").read_text()
+    out = tuned_policy_text(source, {"mini": float("inf"), "flash": 0.5})
+    assert "threshold: never" in out and Policy.from_yaml(out).stages[0].threshold == float("inf")
+    merged = (
+        "name: t\nversion: '1'\nd: &d {threshold: 0.5}\nstages:\n"
+        "  - {name: a, provider: openai, model: gpt-4o-mini, <<: *d}\n  - {name: b, provider: openai, model: gpt-4o}\n"
+    )
+    assert "threshold: never" in tuned_policy_text(merged, {"a": float("inf")})  # dumped whole: never, not .inf
+    assert format_threshold(float("inf")) == "never"
