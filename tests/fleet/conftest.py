@@ -2,7 +2,8 @@
 
 `redis_server`: the server `.ci/run` started (its URL in CASCADE_TEST_REDIS_URL), else one started here at a free
 port. `own_redis_server`: always one of our own, for the tests that stop and restart it. `.ci/run` installs
-`redis-server`, so in CI (`CI=true`) a missing binary fails the run instead of skipping.
+`redis-server` from the system's packages; where it cannot (no package manager), these tests are skipped, and
+the summary says so.
 """
 
 from __future__ import annotations
@@ -76,8 +77,6 @@ class RedisServer:
 def redis_binary() -> str:
     if BINARY is None:
         message = "no redis-server on this machine: `apt-get install redis-server` (README, Install)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; .ci/run should have installed it", pytrace=False)
         pytest.skip(message)
     return BINARY
 
