@@ -39,6 +39,38 @@ def vcr_config() -> dict[str, Any]:
     return cassettes.vcr_config()
 
 
+# Re-recording rewrites cassettes from the real vendors: it only starts when every one of them can be reached.
+# CASCADE_VENDOR_HOSTS overrides the list (the test of this check points it at a host that cannot exist).
+VENDOR_HOSTS = tuple(
+    os.environ.get("CASCADE_VENDOR_HOSTS", "api.openai.com,api.anthropic.com,generativelanguage.googleapis.com").split(
+        ","
+    )
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    mode = session.config.getoption("--record-mode", default="none")
+    if mode in (None, "none") or os.environ.get("CASCADE_SYNTHESIZE") == "1":
+        return
+    unreachable = [host for host in VENDOR_HOSTS if not _reachable(host)]
+    if unreachable:
+        pytest.exit(
+            f"--record-mode={mode} would rewrite cassettes, but {', '.join(unreachable)} cannot be reached from "
+            "here: stopped before any cassette was touched",
+            returncode=2,
+        )
+
+
+def _reachable(host: str) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
 def pytest_recording_configure(config: Any, vcr: Any) -> None:
     vcr.register_matcher("method_ci", cassettes.method_ci)
 
