@@ -11,8 +11,9 @@ Names load on first use: `cascade.policy` imports `config`, which must not pull 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cascade._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cascade.monitor.observer import Monitor as Monitor
@@ -23,14 +24,4 @@ _EXPORTS = {"Monitor": "cascade.monitor.observer", "QueryWatch": "cascade.monito
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cascade.monitor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

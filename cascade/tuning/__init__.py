@@ -7,8 +7,7 @@ format is documented in docs/traces.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cascade._lazy import lazy_exports
 
 _EXPORTS = {
     "Trace": "cascade.tuning.traces",
@@ -28,14 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cascade.tuning' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
