@@ -47,7 +47,7 @@ def test_parse_label(reply: str | None, label: str | None) -> None:
     assert parse_label(reply) == label
 
 
-# The one-search pre-filter of keyword rules must decide exactly as one search per keyword would.
+# A keyword rule counts distinct keywords found as whole words, case-insensitive; occurrences may overlap.
 _WORDS = st.sampled_from(["module", "modules", "files", "multiple files", "Stack trace", "c++", "é", "a.b", "x"])
 
 
@@ -57,7 +57,7 @@ _WORDS = st.sampled_from(["module", "modules", "files", "multiple files", "Stack
     pieces=st.lists(st.one_of(_WORDS, st.sampled_from([" ", "-", "_", "s", "MODULE", ".", "\n"])), max_size=12),
     min_keywords=st.integers(1, 4),
 )
-def test_keyword_rule_matches_one_search_per_keyword(keywords: list[str], pieces: list[str], min_keywords: int) -> None:
+def test_keyword_rule_counts_each_keyword_on_its_own(keywords: list[str], pieces: list[str], min_keywords: int) -> None:
     text = "".join(pieces)
     rule = RoutingRule(name="r", stage="sonnet", keywords=keywords, min_keywords=min(min_keywords, len(keywords)))
     per_keyword = sum(
