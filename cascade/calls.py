@@ -40,6 +40,16 @@ Outcome = Completion | ProviderError | None
 Steps = Generator[Step, Outcome, Any]
 
 
+def advance(flow: Steps, outcome: Outcome) -> tuple[bool, Any]:
+    """Send `outcome` into a flow: (True, its next step), or (False, what it returned) once it has ended.
+
+    For code that relays a flow's steps (monitoring, shadow replays) without driving it."""
+    try:
+        return True, flow.send(outcome)
+    except StopIteration as stop:
+        return False, stop.value
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A call that came back with a completion: the completion, its price (and the rates it was worked out at),

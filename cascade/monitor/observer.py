@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cascade.calls import Call, Outcome, Step
+from cascade.calls import Call, Outcome, Step, advance
 from cascade.context import QueryContext
 from cascade.providers.base import Completion
 from cascade.result import CascadeResult
@@ -171,16 +171,16 @@ def watched(
     try:
         while True:
             try:
-                step = inner.send(outcome)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
+                going, step = advance(inner, outcome)
             finally:
                 if open_call is not None and telemetry is not None:
                     # The flow has now read the reply: its trace record (tokens, cost, verdict) is in ctx.attempts.
                     span, token, before = open_call
                     open_call = None
                     telemetry.end_call(span, token, ctx.attempts[before:], ctx.policy.log_text)
+            if not going:
+                result: T = step
+                return result
             if isinstance(step, Call) and telemetry is not None:
                 span, token = telemetry.start_call(step)
                 open_call = (span, token, len(ctx.attempts))

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cascade.calls import Call, Outcome, Step
+from cascade.calls import Call, Outcome, Step, advance
 from cascade.context import QueryContext, QuerySpec
 from cascade.events import Events
 from cascade.monitor.observer import watched
@@ -267,10 +267,9 @@ class Replay:
         outcome: Outcome = None
         try:
             while True:
-                try:
-                    step = inner.send(outcome)
-                except StopIteration as stop:
-                    result: T = stop.value
+                going, step = advance(inner, outcome)
+                if not going:
+                    result: T = step
                     return result
                 kept = self.take(step) if isinstance(step, Call) else None
                 outcome = kept if kept is not None else (yield step)
