@@ -6,8 +6,9 @@ Each size is a fresh file of synthetic traces (benchmarks/tune_data.py: a contin
 about as many distinct confidences as traces, the worst case for the search; answers, ids and query texts as
 `cascade collect` writes them). Each command runs in a fresh process through the console script's entry point,
 reading the file included; the table gives its wall time, its CPU time (user + system) and its peak resident
-memory. `cascade eval` still reads traces through `read_traces` (a pydantic object per line): "eval, streamed
-reader" is what it runs once its loader uses `cascade.tuning.columns.read_replay_data`, as `cascade tune` does.
+memory. `cascade eval` without labels or a grader streams the file into replay columns
+(`cascade.tuning.columns.read_replay_data`), as `cascade tune` does: "eval, streamed reader" times that reader
+alone, "eval (the command)" the whole command.
 The policy has no routing rules (see benchmarks/README.md for what rules cost). `--grid-check N` also compares,
 on N traces, the in-sample optimum found over the quantile grid of candidates (`MAX_CANDIDATES` per stage) with
 the exact one over every distinct confidence.
@@ -120,7 +121,7 @@ def main() -> None:
             base = ["--policy", str(policy), "--traces", str(traces), "--json"]
             commands = [
                 ("eval, streamed reader", [str(policy), str(traces)]),
-                *([("eval (today's loader)", ["eval", *base])] if n <= 100_000 else []),
+                *([("eval (the command)", ["eval", *base])] if n <= 100_000 else []),
                 ("tune (default: --confidence 0.95)", ["tune", *base, "--target", "0.95", "--output", f"{tmp}/o.yaml"]),
                 ("tune --confidence 0", ["tune", *base, "--target", "0.95", "--confidence", "0", "--output",
                                          f"{tmp}/o.yaml"]),

@@ -17,6 +17,7 @@ from cascade.cli.render import Column, Sheet, money, show
 from cascade.cli.tuning_commands import GraderName
 from cascade.errors import PolicyError, UsageError
 from cascade.policy import Policy, load_policy
+from cascade.tuning.columns import read_replay_data
 from cascade.tuning.graders import get_grader, grade_traces
 from cascade.tuning.replay import EvalReport, Figures, ReplayData, evaluate, policy_thresholds, replay_data
 from cascade.tuning.traces import merge_labels, read_labels, read_traces, traces_sha256
@@ -31,6 +32,10 @@ def load(
     err = console(stderr=True)
     try:
         loaded = load_policy(policy)
+        if grader is None and labels is None:
+            # Nothing to add to the rows: stream the file straight into replay columns (same figures and
+            # errors as below, without a pydantic object per trace: what a million traces need).
+            return loaded, read_replay_data(loaded, traces)
         rows = read_traces(traces)
         if grader is GraderName.llm:
             raise UsageError("the llm grader calls a model: use it with `cascade collect --grader llm`")
