@@ -218,7 +218,7 @@ def test_a_body_over_the_size_limit_is_413(vendors: dict[str, Any]) -> None:
 def test_a_server_fault_is_a_500_with_the_query_id_and_nothing_else(vendors: dict[str, Any]) -> None:
     class Broken(Cascade):
         async def arun(self, *args: Any, **kwargs: Any) -> CascadeResult:
-            raise RuntimeError("internal detail: /srv/secret/path sk-proj-ABCDEFGHIJKLMNOPQRSTUV")
+            raise RuntimeError("internal detail: /srv/secret/path sk-proj-CANARYdetail01")
 
     router = Broken(three_router(vendors).default_policy, providers=vendors)
     with Running(create_app(router)) as running:

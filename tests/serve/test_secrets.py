@@ -20,7 +20,7 @@ from cascade.testing.fake_server import RecordedRequest
 from tests.serve.conftest import Running
 
 # One key of a familiar shape, one of none: each must be masked (the second only because cascade was given it).
-KEYS = ("sk-proj-Qm9vU2VydmVyT25seUtleTEyMzQ1Njc4OTA", "vendor-credential-that-stays-home")
+KEYS = ("sk-proj-CANARYserve0123", "vendor-credential-that-stays-home")
 ASK = {"model": "cascade/echo", "messages": [{"role": "user", "content": "Capital of Australia?"}]}
 
 
