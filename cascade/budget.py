@@ -9,6 +9,9 @@ judge call is checked again against its real prompt before it is sent.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from cascade.context import QueryContext
 from cascade.prices import PriceTable
 from cascade.providers.base import CompletionRequest
@@ -17,6 +20,9 @@ from cascade.providers.base import CompletionRequest
 MESSAGE_OVERHEAD_TOKENS = 8
 # Only for reserving a judge call before the answer it will grade exists (see the module docstring).
 ANSWER_BYTES_PER_TOKEN = 4
+# What a vendor adds to the prompt when tools or a schema are sent: the definitions in its own format, and a system
+# prompt of its own about using them (Anthropic documents 313-346 tokens for it). Generous, like the rest.
+TOOLS_OVERHEAD_TOKENS = 1000
 # What the judge's instructions and markers add to a query and an answer, typically (for the average-query figures
 # of `cascade policy check`; budgets use the real prompt).
 JUDGE_PROMPT_OVERHEAD_TOKENS = 350
@@ -27,7 +33,15 @@ def input_token_bound(request: CompletionRequest, extra_bytes: int = 0) -> int:
     texts = [m.content for m in request.messages]
     if request.system:
         texts.append(request.system)
+    calls = [call for m in request.messages for call in m.tool_calls]
+    structure: list[dict[str, Any]] = [{"name": c.name, "arguments": c.arguments} for c in calls]
+    structure += [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in request.tools]
+    if request.output is not None:  # an adapter sends one of the two forms: count both
+        structure += [dict(form) for form in (request.output.schema, request.output.strict) if form is not None]
     size = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts) + extra_bytes
+    if structure:
+        size += len(json.dumps(structure, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        size += TOOLS_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS * len(structure)
     return size + MESSAGE_OVERHEAD_TOKENS * len(texts)
 
 

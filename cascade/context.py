@@ -9,13 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade.capabilities import Feature
 from cascade.events import Events
 from cascade.fleet.guard import QueryFleet
 from cascade.policy import Policy
 from cascade.prices import PriceTable
-from cascade.providers.base import Message
+from cascade.providers.base import Message, OutputSchema, Tool, ToolChoice
 from cascade.query import estimate_input_tokens, query_text
 from cascade.result import Attempt
+from cascade.structured import OutputType
 
 # Backoff between retries when the vendor gives no Retry-After: 0.5 s doubling, jittered by up to 25%.
 BACKOFF_BASE_S = 0.5
@@ -36,6 +38,21 @@ class QuerySpec:
     query_id: str
     max_cost_usd: float | None = None  # None: the policy's budget
     backoff_base_s: float = BACKOFF_BASE_S
+    # A structured answer asked for (the call's `output_type=`, else the policy's `output:`), and its request form.
+    output: OutputType | None = None
+    output_schema: OutputSchema | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """What the query needs of a model beyond text."""
+        wanted: list[Feature] = []
+        if self.output is not None:
+            wanted.append("structured_output")
+        if self.tools or any(m.tool_calls or m.role == "tool" for m in self.messages):
+            wanted.append("tools")
+        return tuple(wanted)
 
     @property
     def text(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 from cascade.batch import Batch
 from cascade.calls import Call, Outcome, Sleep, Step
+from cascade.capabilities import missing
 from cascade.context import BACKOFF_BASE_S, QueryContext, QuerySpec
 from cascade.errors import (
     BatchError,
@@ -32,9 +33,11 @@ from cascade.flow import cascade_flow
 from cascade.monitor.observer import Monitor
 from cascade.policy import Policy, load_policy
 from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provider_class
-from cascade.providers.base import Provider, ProviderSettings
+from cascade.providers.base import OutputSchema, Provider, ProviderSettings
 from cascade.query import Query, estimate_input_tokens, normalize_query
 from cascade.result import CascadeResult
+from cascade.structured import OutputType
+from cascade.tools import normalize_tool_choice, normalize_tools
 
 T = TypeVar("T")
 
@@ -47,6 +50,9 @@ class QueryOptions(TypedDict, total=False):
     max_cost_usd: float | None  # a cost limit for this query, instead of the policy's
     query_id: str | None  # the id in the result and the events (a random one by default)
     tenant: str | None  # whose query, for the policy's per-tenant spend limits (`limits.spend.tenant`)
+    output_type: Any  # a pydantic model class or a JSON Schema dict: the structure every answer must fit
+    tools: Any  # function definitions (OpenAI's shape) every stage is offered
+    tool_choice: Any  # auto, required, none, or the name of one of `tools`
 
 
 # Slack on top of a call's own timeout before the async driver cancels it. The SDKs' timeouts bound each read, not
@@ -81,6 +87,8 @@ class Cascade:
         self.policies: dict[str, Policy] = {p.name: p for p in loaded}
         self.default_policy = loaded[0]
         self._prices = {p.name: p.price_table() for p in loaded}
+        # A policy's `output:` schema, read once (and its request form: the strict variant is worked out once).
+        self._outputs = {p.name: _policy_output(p) for p in loaded}
         self._injected = dict(providers or {})
         self._api_keys = dict(api_keys or {})
         self._providers: dict[tuple[Any, ...], Provider] = {}
@@ -106,7 +114,8 @@ class Cascade:
         """Answer one query (a string or a list of chat messages) with the cheapest accepted tier.
 
         Options (`QueryOptions`): `system=`, `policy=` (the name of a loaded policy), `max_cost_usd=`, `query_id=`,
-        `tenant=` (whose query, for per-tenant spend limits).
+        `tenant=` (whose query, for per-tenant spend limits), `output_type=` (a pydantic model or a JSON Schema:
+        `result.output` is the validated answer), `tools=` and `tool_choice=` (`result.tool_calls`).
         """
         ctx = self.context(query, **options)
         with self.monitor.query(self, ctx) as watch:
@@ -194,6 +203,10 @@ class Cascade:
         system, max_cost, query_id = options.get("system"), options.get("max_cost_usd"), options.get("query_id")
         policy = self._policy(options.get("policy"))
         messages, system_prompt = normalize_query(query, system)
+        given = options.get("output_type")
+        output, output_schema = self._outputs[policy.name] if given is None else _asked_output(given)
+        tools = normalize_tools(options.get("tools"))
+        tool_choice = normalize_tool_choice(options.get("tool_choice"), tools)
         prices = self._prices[policy.name]
         tokens = estimate_input_tokens(messages, system_prompt)
         windows = [p.context_window for s in policy.stages if (p := prices.find(s.model)) and p.context_window]
@@ -211,7 +224,14 @@ class Cascade:
             query_id=query_id or os.urandom(6).hex(),
             max_cost_usd=max_cost,
             backoff_base_s=self.retry_backoff_s,
+            output=output,
+            output_schema=output_schema,
+            tools=tools,
+            tool_choice=tool_choice,
         )
+        if spec.features and all(missing(stage, spec.features) for stage in policy.stages):
+            why = "; ".join(filter(None, (missing(stage, spec.features) for stage in policy.stages)))
+            raise InvalidQueryError(f"no stage of policy {policy.name} can serve this query ({why})")
         ctx = QueryContext(spec)
         ctx.fleet = self.fleet.join(policy, options.get("tenant"), ctx.event)
         return ctx
@@ -227,23 +247,35 @@ class Cascade:
     def _provider(self, policy: Policy, name: str) -> Provider:
         if name in self._injected:
             return self._injected[name]
-        config = policy.providers.get(name)  # type: ignore[call-overload]
-        key_env = (config.api_key_env,) if config and config.api_key_env else DEFAULT_KEY_ENV[name]
+        config = policy.providers.get(name)
+        # What the provider speaks: a vendor (under its own name or another), or openai-compatible. An endpoint of
+        # your own never falls back on a vendor's variables: OPENAI_API_KEY is not sent to a local server.
+        kind = policy.provider_kind(name)
+        compatible = kind == "openai-compatible"
+        if config and config.api_key_env:
+            key_env: tuple[str, ...] = (config.api_key_env,)
+        else:
+            key_env = () if compatible else DEFAULT_KEY_ENV[kind]
         backend = config.backend if config else None
         async_http = config.async_http if config else "httpx"
         settings = ProviderSettings(
             api_key=self._api_keys.get(name),
             api_key_env=key_env,
             base_url=config.base_url if config else None,
-            base_url_env=DEFAULT_BASE_URL_ENV[name],
+            base_url_env=None if compatible else DEFAULT_BASE_URL_ENV[kind],
             backend=backend,
             async_http=async_http,
+            # vLLM and Ollama take no key unless told to: without a variable named, none is asked for.
+            key_required=not compatible or bool(key_env),
         )
-        cache_key = (name, backend, key_env, settings.base_url, async_http)
+        # By name first: two endpoints of one kind (two openai-compatible servers) are two adapters.
+        cache_key = (name, kind, backend, key_env, settings.base_url, async_http)
         with self._lock:
             provider = self._providers.get(cache_key)
             if provider is None:
-                provider = get_provider_class(name, backend)(settings)
+                provider = get_provider_class(kind, backend)(settings)
+                # Its errors then say `vllm`, not `openai` (the key lookup and each call read the name).
+                provider.name = name
                 self._providers[cache_key] = provider
         return provider
 
@@ -320,6 +352,17 @@ def _as_provider_error(exc: Exception, call: Call) -> ProviderError:
     return MalformedResponseError(
         f"{call.provider} call failed: {type(exc).__name__}: {exc}", provider=call.provider, model=call.request.model
     )
+
+
+def _asked_output(given: Any) -> tuple[OutputType, OutputSchema]:
+    """A call's `output_type=` and what the adapters are sent for it."""
+    output = OutputType.of(given)
+    return output, output.request()
+
+
+def _policy_output(policy: Policy) -> tuple[OutputType | None, OutputSchema | None]:
+    """The structure a policy's `output:` asks of every query (none without one)."""
+    return _asked_output(policy.output.json_schema) if policy.output is not None else (None, None)
 
 
 def _settle(outcomes: list[Any], return_exceptions: bool) -> list[Any]:

@@ -22,7 +22,8 @@ describe one vendor call (and are recorded in the trace) or the fate of a whole 
     │   ├── MalformedResponseError      a 200 reply with no usable body (not JSON, no text, no usage)
     │   ├── UnusableAnswerError         a well-formed reply that is not an answer
     │   │   ├── ContentBlockedError     safety block or refusal
-    │   │   └── TruncatedError          stopped at max output tokens
+    │   │   ├── TruncatedError          stopped at max output tokens
+    │   │   └── OutputSchemaError       does not fit the structure asked for (output_type, a tool's parameters)
     │   ├── CircuitOpenError            not sent: the model's circuit breaker is open (retry_in_s)
     │   └── RateLimitWaitError          not sent: no turn under the fleet's rate limit before the deadline
     ├── JudgeError                      a judge reply that is not {"score": 0-10, "reason": ...}
@@ -59,6 +60,7 @@ __all__ = [
     "MalformedResponseError",
     "MissingAPIKeyError",
     "MissingDependencyError",
+    "OutputSchemaError",
     "OverloadedError",
     "PolicyError",
     "ProviderError",
@@ -265,6 +267,11 @@ class ContentBlockedError(UnusableAnswerError):
 
 class TruncatedError(UnusableAnswerError):
     """The answer stopped at the stage's max output tokens."""
+
+
+class OutputSchemaError(UnusableAnswerError):
+    """A structured answer that is not JSON or does not fit its schema, or a tool call whose arguments do not fit
+    the tool's parameters (or name no tool offered). Escalated without a judge call; its tokens were billed."""
 
 
 class CircuitOpenError(ProviderError):

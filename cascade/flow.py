@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cascade.budget import fits
 from cascade.calls import Outcome, Step, attempt_error
+from cascade.capabilities import missing
 from cascade.context import QueryContext
 from cascade.decide import Done, Rules, StageResult, Try, decide, settle
 from cascade.errors import BudgetExhaustedError, CascadeExhausted, SpendLimitError
 from cascade.policy import Stage
-from cascade.providers.base import Completion
-from cascade.result import Attempt, CascadeResult, PolicyRef
-from cascade.stages import choose_entry, run_stage, stage_cost_bound
+from cascade.providers.base import ToolCall
+from cascade.result import Attempt, CascadeResult, PolicyRef, SkippedStage, ToolCallResult
+from cascade.stages import Answer, choose_entry, run_stage, stage_cost_bound
 
 Flow = Generator[Step, Outcome, CascadeResult]
 
@@ -32,7 +34,8 @@ class _Progress:
     entry_name: str
     route: str
     results: list[StageResult] = field(default_factory=list)
-    completions: dict[int, Completion] = field(default_factory=dict)
+    answers: dict[int, Answer] = field(default_factory=dict)
+    skipped: list[SkippedStage] = field(default_factory=list)
     escalations: int = 0  # every stage moved to after the entry counts, run or not (skipped, out of budget)
     budget_exhausted: bool = False
 
@@ -48,8 +51,10 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         index = decision.stage
         stage = policy.stages[index]
         run.escalations += index > run.entry
-        if _beyond_context_window(ctx, stage):
-            ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason="query exceeds context window")
+        if (unable := missing(stage, ctx.spec.features)) is not None or _beyond_context_window(ctx, stage):
+            reason = unable or "query exceeds context window"
+            ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason=reason)
+            run.skipped.append(SkippedStage(stage=stage.name, reason=reason))
             run.results.append(StageResult(index, "skipped"))
         elif not fits(ctx, stage_cost_bound(ctx, stage, rules.judged[index])):
             ctx.event(
@@ -67,10 +72,10 @@ def cascade_flow(ctx: QueryContext) -> Flow:
             ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason=str(breaker))
             run.results.append(StageResult(index, "skipped"))
         else:
-            result, completion = yield from run_stage(ctx, index, rules.judged[index])
+            result, answered = yield from run_stage(ctx, index, rules.judged[index])
             run.results.append(result)
-            if completion is not None:
-                run.completions[index] = completion
+            if answered is not None:
+                run.answers[index] = answered
             if ctx.trace.budget_refused:  # the judge call could not be afforded once the answer was in
                 decision, run.budget_exhausted = settle(run.results, "budget exhausted"), True
                 break
@@ -125,7 +130,8 @@ def _settled(ctx: QueryContext, done: Done, result: CascadeResult) -> CascadeRes
 def _result(ctx: QueryContext, done: Done, run: _Progress) -> CascadeResult:
     policy = ctx.policy
     stage = policy.stages[done.stage] if done.stage is not None else None
-    completion = run.completions.get(done.stage) if done.stage is not None else None
+    answered = run.answers.get(done.stage) if done.stage is not None else None
+    completion = answered.completion if answered is not None else None
     chosen = next((r for r in run.results if r.stage == done.stage), None)
     flagship = 0.0
     if completion is not None:
@@ -133,7 +139,9 @@ def _result(ctx: QueryContext, done: Done, run: _Progress) -> CascadeResult:
         flagship = ctx.spec.prices.cost(policy.stages[-1].model, completion.input_tokens, completion.output_tokens)
     return CascadeResult(
         query_id=ctx.spec.query_id,
-        answer=completion.text if completion is not None else None,
+        answer=(completion.text or "") if completion is not None else None,
+        output=answered.output if answered is not None else None,
+        tool_calls=_tool_call_results(completion.tool_calls) if completion is not None else [],
         stage=stage.name if stage is not None else None,
         provider=stage.provider if stage is not None else None,
         model=stage.model if stage is not None else None,
@@ -147,8 +155,20 @@ def _result(ctx: QueryContext, done: Done, run: _Progress) -> CascadeResult:
         entry_stage=run.entry_name,
         route=run.route,
         policy=PolicyRef(name=policy.name, version=policy.version),
+        skipped=run.skipped,
         attempts=ctx.attempts,
     )
+
+
+def _tool_call_results(calls: tuple[ToolCall, ...]) -> list[ToolCallResult]:
+    results = []
+    for call in calls:
+        # Checked against the tools' parameters before the answer was taken: the arguments are JSON objects.
+        assert not isinstance(call.arguments, str)
+        results.append(
+            ToolCallResult(id=call.id, name=call.name, arguments=dict(call.arguments), signature=call.signature)
+        )
+    return results
 
 
 # -- shadow mode (`cascade collect`) -------------------------------------------------------------
@@ -156,12 +176,15 @@ def _result(ctx: QueryContext, done: Done, run: _Progress) -> CascadeResult:
 
 @dataclass(frozen=True, slots=True)
 class ShadowStage:
-    """One stage in shadow mode: the decision's data (`result`), the answer, and why it failed, if it did."""
+    """One stage in shadow mode: the decision's data (`result`), the answer (as the judge saw it: tool calls as
+    JSON), the structured answer as JSON data and the tool calls, and why it failed, if it did."""
 
     name: str
     result: StageResult
     answer: str | None
     error: str | None
+    output: Any = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 def shadow_flow(ctx: QueryContext) -> Generator[Step, Outcome, list[ShadowStage]]:
@@ -172,12 +195,21 @@ def shadow_flow(ctx: QueryContext) -> Generator[Step, Outcome, list[ShadowStage]
     """
     stages: list[ShadowStage] = []
     for index, stage in enumerate(ctx.policy.stages):
-        result, completion = yield from run_stage(ctx, index, judged=True)
+        unable = missing(stage, ctx.spec.features)
+        if unable is not None:  # not asked, as in the live cascade: a stage that cannot answer
+            stages.append(ShadowStage(stage.name, StageResult(index, "skipped"), None, unable))
+            continue
+        result, answered = yield from run_stage(ctx, index, judged=True)
         error = None
-        if completion is None:
+        if answered is None:
             last = ctx.attempts[-1] if ctx.attempts else None
             error = f"{last.error.type}: {last.error.message}" if last and last.error else "no answer"
         elif result.judge_failed:
             error = "judge call failed"
-        stages.append(ShadowStage(stage.name, result, completion.text if completion else None, error))
+        if answered is None:
+            stages.append(ShadowStage(stage.name, result, None, error))
+            continue
+        output = ctx.spec.output.as_json(answered.output) if ctx.spec.output and answered.output is not None else None
+        shown = answered.shown()
+        stages.append(ShadowStage(stage.name, result, shown, error, output, answered.completion.tool_calls))
     return stages

@@ -1,8 +1,9 @@
 """The judge: a prompt that grades a candidate answer, and strict parsing of what comes back.
 
-The query and the answer are shown between markers carrying a tag derived from their own content (a hash),
-so an answer cannot close its block: to forge the closing marker it would have to contain the hash of a text
-that includes that very hash. The tag is deterministic so that recorded judge calls replay.
+Everything the judge is shown (the conversation before the query, the query, what the answer was asked to fit,
+the answer) is put between markers carrying a tag derived from all of that content (a hash), so no part can close
+its block: to forge a closing marker it would have to contain the hash of a text that includes that very hash. The
+tag is deterministic so that recorded judge calls replay.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cascade.errors import JudgeError
+from cascade.providers.base import Message, ToolCall
 
 DEFAULT_INSTRUCTIONS = (
     "You grade answers written by an AI assistant. Judge whether the answer is correct, complete and "
@@ -54,25 +56,88 @@ class Verdict:
     reason: str
 
 
-def delimiter_tag(query: str, answer: str) -> str:
-    """A tag the answer cannot predict, because it is a hash of the answer itself."""
-    digest = hashlib.sha256(f"{len(query)}:{query}\x00{answer}".encode("utf-8", "surrogatepass")).hexdigest()
-    return digest[:20]
+_CONTEXT_NOTE = (
+    "The conversation that came before the query is shown too, as context: grade the answer to the query, in "
+    "the light of that conversation."
+)
+
+_REQUIREMENTS_NOTE = (
+    "The answer was asked to fit the requirements shown (a JSON schema, or tools it may call), and it has already "
+    "been checked against them: grade whether its content is right. An answer made of tool calls is right when "
+    "calling those tools, with those arguments, is the right next step for the query."
+)
 
 
-def build_judge_prompt(query: str, answer: str, *, instructions: str | None, method: str) -> str:
-    """The whole judge prompt, with query and answer fenced by content-tagged markers."""
-    tag = delimiter_tag(query, answer)
+def delimiter_tag(query: str, answer: str, *others: str) -> str:
+    """A tag no fenced text can predict, because it is a hash of all of them (the answer included)."""
+    parts = [query, answer, *others]
+    joined = "\x00".join(f"{len(part)}:{part}" for part in parts) if others else f"{len(query)}:{query}\x00{answer}"
+    return hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def build_judge_prompt(
+    query: str,
+    answer: str,
+    *,
+    instructions: str | None,
+    method: str,
+    history: str = "",
+    requirements: str = "",
+) -> str:
+    """The whole judge prompt: `history` (the conversation before the query), the query, `requirements` (what the
+    answer had to fit) and the answer, each fenced by content-tagged markers."""
+    extras = [text for text in (history, requirements) if text]
+    tag = delimiter_tag(query, answer, *extras)
     reply_format = _SCORE_TOKEN_FORMAT if method == "logprobs" else _JSON_FORMAT
-    return "\n\n".join(
-        [
-            (instructions or DEFAULT_INSTRUCTIONS).strip(),
-            _SAFETY.format(tag=tag),
-            f"<<<QUERY {tag}>>>\n{query}\n<<<END QUERY {tag}>>>",
-            f"<<<ANSWER {tag}>>>\n{answer}\n<<<END ANSWER {tag}>>>",
-            reply_format,
-        ]
-    )
+    parts = [(instructions or DEFAULT_INSTRUCTIONS).strip(), _SAFETY.format(tag=tag)]
+    if history:
+        parts += [_CONTEXT_NOTE, f"<<<CONVERSATION {tag}>>>\n{history}\n<<<END CONVERSATION {tag}>>>"]
+    parts.append(f"<<<QUERY {tag}>>>\n{query}\n<<<END QUERY {tag}>>>")
+    if requirements:
+        parts += [_REQUIREMENTS_NOTE, f"<<<REQUIREMENTS {tag}>>>\n{requirements}\n<<<END REQUIREMENTS {tag}>>>"]
+    parts += [f"<<<ANSWER {tag}>>>\n{answer}\n<<<END ANSWER {tag}>>>", reply_format]
+    return "\n\n".join(parts)
+
+
+def conversation_view(messages: Sequence[Message], system: str | None, limit: int) -> tuple[str, str]:
+    """What the judge reads of a query: (the conversation before it, the query).
+
+    The query is the last user turn and the tool results after it. The conversation is the system prompt and the
+    earlier turns, one `role: text` block each, cut from the oldest to at most `limit` characters (the oldest turn
+    kept is clipped at its start). A lone user turn is the query as written, with no conversation.
+    """
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    tail = messages[last_user:]
+    query = tail[0].content if len(tail) == 1 else "\n\n".join(_turn(m) for m in tail)
+    blocks = ([f"system: {system}"] if system else []) + [_turn(m) for m in messages[:last_user]]
+    kept: list[str] = []
+    size = 0
+    for block in reversed(blocks):
+        room = limit - size
+        if room <= 0:
+            break
+        if len(block) > room:
+            kept.append("[...] " + block[len(block) - room :])
+            break
+        kept.append(block)
+        size += len(block) + 2
+    return "\n\n".join(reversed(kept)), query
+
+
+def render_tool_calls(text: str, calls: Sequence[ToolCall]) -> str:
+    """An answer made of tool calls (and maybe some text), as the judge and the traces show it: JSON."""
+    data: dict[str, object] = {"tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls]}
+    if text.strip():
+        data = {"content": text, **data}
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _turn(message: Message) -> str:
+    if message.role == "tool":
+        return f"tool result ({message.name}): {message.content}"
+    if message.tool_calls:
+        return f"{message.role}: {render_tool_calls(message.content, message.tool_calls)}"
+    return f"{message.role}: {message.content}"
 
 
 def parse_json_verdict(reply: str | None) -> Verdict:

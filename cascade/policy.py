@@ -12,10 +12,11 @@ A policy shipped with the package is found by its name (`load_policy("current-mo
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -24,7 +25,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -34,11 +37,37 @@ from pydantic_core import PydanticCustomError
 from cascade import _policy_file, _rule_regex
 from cascade._paths import find_policy, shipped_policy_files
 from cascade.errors import PolicyError
-from cascade.fleet.settings import BreakerSettings, Limits, StateSettings
+from cascade.fleet.settings import BreakerSettings, Limits, RateLimits, StateSettings
 from cascade.monitor.config import MonitorConfig
 from cascade.prices import ModelPrice, PriceTable, load_prices
 
-ProviderName = Literal["openai", "anthropic", "google"]
+VENDORS = ("openai", "anthropic", "google")
+# What an entry under `providers:` speaks: a vendor's own API, or OpenAI's Chat Completions served by someone
+# else (vLLM, Ollama, a gateway), called through the openai SDK at the entry's `base_url`.
+ProviderKind = Literal["openai", "anthropic", "google", "openai-compatible"]
+_PROVIDER_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+def _provider_name(value: str) -> str:
+    if not re.fullmatch(_PROVIDER_NAME, value):
+        raise PydanticCustomError(
+            "provider_name", "a provider name is a lower-case letter, then up to 31 lower-case letters, digits, - or _"
+        )
+    return value
+
+
+# A vendor's name, or the name of an entry under `providers:` (checked against them in `Policy._consistent`).
+ProviderName = Annotated[
+    str,
+    AfterValidator(_provider_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _PROVIDER_NAME,
+            "description": "openai, anthropic, google, or the name of an entry under `providers:`.",
+        }
+    ),
+]
 StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
 
@@ -65,6 +94,13 @@ class JudgeConfig(_Strict):
     temperature: float | None = Field(0.0, ge=0, le=2, description="0 for repeatable grades; null for the default.")
     timeout_s: float = Field(30.0, gt=0, le=600)
     retries: int = Field(1, ge=0, le=10)
+    max_context_chars: int = Field(
+        8000,
+        ge=0,
+        le=1_000_000,
+        description="How much of the conversation before the last user turn (the system prompt and earlier turns) "
+        "the judge sees, in characters; cut from the oldest turn. 0: the last turn only.",
+    )
 
 
 NEVER = "never"
@@ -97,6 +133,13 @@ Threshold = Annotated[
 ]
 
 
+class Features(_Strict):
+    """What a stage's model can do beyond text (unset: cascade's table says)."""
+
+    structured_output: bool | None = None
+    tools: bool | None = None
+
+
 class Stage(_Strict):
     """One tier of the cascade."""
 
@@ -120,6 +163,16 @@ class Stage(_Strict):
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Per call, including retries.")
     retries: int = Field(2, ge=0, le=10, description="Retries of a retryable vendor error (429, 5xx, timeout).")
     judge: JudgeConfig | None = Field(None, description="Overrides the policy's judge for this stage.")
+    accept_valid_output: bool = Field(
+        False,
+        description="When a structured answer or a tool call is asked for: an answer that validates is accepted "
+        "without a judge call (recorded as confidence 1.0, so `threshold: never` still holds).",
+    )
+    features: Features | None = Field(
+        None,
+        description="What the model can do, where cascade's table (cascade/capabilities.py) is wrong or silent. "
+        "A stage that cannot serve a query is skipped, with the reason in the result.",
+    )
 
 
 class RoutingRule(_Strict):
@@ -180,10 +233,24 @@ class Budget(_Strict):
 
 
 class ProviderConfig(_Strict):
-    """How to reach a vendor. Keys never live in a policy: only the name of the variable holding one."""
+    """How to reach a provider: a vendor (under its own name) or an endpoint of your own (under a name you choose,
+    which stages, judges and the classifier then name). Keys never live in a policy: only the name of the variable
+    holding one."""
 
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
-    base_url: str | None = Field(None, description="A proxy or gateway; default: the vendor's API.")
+    kind: ProviderKind | None = Field(
+        None,
+        description="The API the endpoint speaks: openai, anthropic, google, or openai-compatible (vLLM, Ollama, a "
+        "gateway: OpenAI's Chat Completions at base_url). An entry named after a vendor is that vendor; any other "
+        "name must say its kind.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable holding the API key. Default: the vendor's own (OPENAI_API_KEY, ...); for "
+        "kind openai-compatible none, and the endpoint is sent the placeholder `no-key` (vLLM and Ollama ignore it).",
+    )
+    base_url: str | None = Field(
+        None, description="A proxy or gateway; default: the vendor's API. Required for kind openai-compatible."
+    )
     backend: Literal["genai", "generativeai"] | None = Field(
         None, description="google only: genai (google-genai, default) or generativeai (legacy, opt-in)."
     )
@@ -202,6 +269,52 @@ class ProviderConfig(_Strict):
                 "aiohttp needs backend genai: the generativeai backend sends every call with `requests`",
             )
         return self
+
+    @model_validator(mode="after")
+    def _compatible_has_a_url(self) -> ProviderConfig:
+        if self.kind == "openai-compatible" and not self.base_url:
+            # There is no default to fall back on: the openai SDK's would send the calls to api.openai.com.
+            raise _FieldError(
+                ("base_url",), "required for kind openai-compatible: the endpoint's URL (http://host:port/v1)"
+            )
+        return self
+
+
+class OutputConfig(_Strict):
+    """The structure every answer of this policy must fit; a call's `output_type=` replaces it."""
+
+    schema_file: str = Field(
+        min_length=1, description="A JSON Schema file (JSON or YAML), relative to the policy file; type object."
+    )
+    _schema: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> OutputConfig:
+        from cascade.errors import InvalidArgumentError
+        from cascade.structured import OutputType
+
+        base = (info.context or {}).get("base") if info is not None else None
+        path = Path(self.schema_file).expanduser()
+        if not path.is_absolute():
+            # Normalised before it is opened: `..` must not need the folders it passes through to exist yet.
+            path = Path(os.path.normpath(Path(base or ".") / path))
+        try:
+            data = _policy_file.load(_policy_file.read_text(path), source=str(path))
+        except PolicyError as exc:  # names the file and what is wrong with it
+            raise _FieldError(("schema_file",), str(exc)) from None
+        except OSError as exc:
+            raise _FieldError(("schema_file",), f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            OutputType.of(data)
+        except InvalidArgumentError as exc:
+            raise _FieldError(("schema_file",), f"{path}: {exc}") from None
+        self._schema = data
+        return self
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema read from `schema_file`."""
+        return self._schema
 
 
 class PriceOverride(_Strict):
@@ -225,6 +338,7 @@ class Policy(_Strict):
     routing: Routing = Field(default_factory=Routing)
     budget: Budget = Field(default_factory=Budget)
     on_error: Literal["escalate", "raise"] = "escalate"
+    output: OutputConfig | None = Field(None, description="A structured answer for every query (a schema file).")
     providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     log_text: bool = Field(False, description="Put query and answer text in log events (off: privacy).")
@@ -267,24 +381,73 @@ class Policy(_Strict):
                     raise _FieldError(
                         ("routing", "classifier", "labels", label), f"no stage named {stage_name!r} ({_known(names)})"
                     )
-        for provider, config in self.providers.items():
-            if config.backend is not None and provider != "google":
-                raise _FieldError(("providers", provider, "backend"), "only the google provider has backends")
+        self._providers_consistent()
         table = self.price_table()
+        for where, use in self._provider_uses():
+            # The shipped prices are the vendors'. A model served elsewhere (self-hosted, a gateway) costs what
+            # its owner says, even under a name the vendors' price list knows.
+            if self.provider_kind(use.provider) == "openai-compatible" and not isinstance(
+                table.find(use.model), ModelPrice
+            ):
+                raise _FieldError(
+                    (*where, "model"),
+                    f"model {use.model!r} runs on {use.provider!r} (openai-compatible), so the vendors' prices do "
+                    "not apply: give its price under `prices:` in the policy (0 for a self-hosted model)",
+                )
         for path, model in self._models():
             if table.find(model) is None:
                 raise _FieldError(path, f"no price for model {model!r}: add it under `prices:` in the policy")
         return self
 
-    def _models(self) -> list[tuple[tuple[str | int, ...], str]]:
-        found: list[tuple[tuple[str | int, ...], str]] = [(("judge", "model"), self.judge.model)]
+    def _providers_consistent(self) -> None:
+        """Each entry under `providers:` says what it speaks, and each provider named is a vendor or an entry."""
+        for name, config in self.providers.items():
+            where: tuple[str | int, ...] = ("providers", name)
+            if name in VENDORS and config.kind not in (None, name):
+                raise _FieldError(
+                    (*where, "kind"),
+                    f"the {name} entry is {name}'s own API; give an endpoint of kind {config.kind} a name of its own",
+                )
+            if name not in VENDORS and config.kind is None:
+                raise _FieldError(
+                    (*where, "kind"),
+                    f"required for {name!r}, which is not a vendor: openai, anthropic, google or openai-compatible",
+                )
+            if name not in VENDORS and hasattr(RateLimits, name):
+                # The fleet finds a provider's rate limit as the attribute of `limits.rate` of its name.
+                raise _FieldError(where, f"{name!r} is a name the policy's models use for themselves: choose another")
+            if config.backend is not None and self.provider_kind(name) != "google":
+                raise _FieldError((*where, "backend"), "only the google provider (or one of kind google) has backends")
+        declared = [name for name in self.providers if name not in VENDORS]
+        known = "declared: " + ", ".join(declared) if declared else "none declared"
+        for where, use in self._provider_uses():
+            if use.provider not in VENDORS and use.provider not in self.providers:
+                raise _FieldError(
+                    (*where, "provider"),
+                    "Input should be 'openai', 'anthropic', 'google' or a provider declared under `providers:` "
+                    f"({known}) (got {use.provider!r})",
+                )
+        for name in self.limits.rate.model_extra or {}:
+            if name not in self.providers:
+                raise _FieldError(
+                    ("limits", "rate", name),
+                    "unknown field: rate limits are for openai, anthropic, google or a provider declared under "
+                    f"`providers:` ({known})",
+                )
+
+    def _provider_uses(self) -> list[tuple[tuple[str | int, ...], JudgeConfig | Stage | ClassifierConfig]]:
+        """Every part of the policy that calls a provider (its `provider` and `model` fields), and where it is."""
+        found: list[tuple[tuple[str | int, ...], JudgeConfig | Stage | ClassifierConfig]] = [(("judge",), self.judge)]
         for i, stage in enumerate(self.stages):
-            found.append((("stages", i, "model"), stage.model))
+            found.append((("stages", i), stage))
             if stage.judge:
-                found.append((("stages", i, "judge", "model"), stage.judge.model))
+                found.append((("stages", i, "judge"), stage.judge))
         if self.routing.classifier:
-            found.append((("routing", "classifier", "model"), self.routing.classifier.model))
+            found.append((("routing", "classifier"), self.routing.classifier))
         return found
+
+    def _models(self) -> list[tuple[tuple[str | int, ...], str]]:
+        return [((*where, "model"), use.model) for where, use in self._provider_uses()]
 
     # -- helpers the engine uses ------------------------------------------------------------------
 
@@ -305,26 +468,35 @@ class Policy(_Strict):
     def judge_for(self, stage: Stage) -> JudgeConfig:
         return stage.judge or self.judge
 
+    def provider_kind(self, name: str) -> ProviderKind:
+        """The API a provider speaks: the `kind` of its entry under `providers:`, else the vendor of that name."""
+        config = self.providers.get(name)
+        if config is not None and config.kind is not None:
+            return config.kind
+        return cast(ProviderKind, name)
+
     # -- loading ----------------------------------------------------------------------------------
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
         """Load and validate a YAML policy file (a path; `load_policy` also takes a shipped policy's name)."""
-        return cls.from_yaml(_policy_file.read_text(Path(path)), source=str(path))
+        path = Path(path)
+        return cls.from_yaml(_policy_file.read_text(path), source=str(path), base=path.parent)
 
     @classmethod
-    def from_yaml(cls, text: str, *, source: str = "<string>") -> Policy:
-        """Validate a policy given as YAML text (read strictly, see `cascade._policy_file`)."""
-        return cls.from_dict(_policy_file.load(text, source=source), source=source)
+    def from_yaml(cls, text: str, *, source: str = "<string>", base: str | Path | None = None) -> Policy:
+        """Validate a policy given as YAML text (read strictly, see `cascade._policy_file`); `base` is the folder
+        relative file names in it (`output.schema_file`) start from (default: the working directory)."""
+        return cls.from_dict(_policy_file.load(text, source=source), source=source, base=base)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<dict>") -> Policy:
-        """Validate a policy given as a mapping."""
+    def from_dict(cls, data: Any, *, source: str = "<dict>", base: str | Path | None = None) -> Policy:
+        """Validate a policy given as a mapping (`base`: as for `from_yaml`)."""
         if not isinstance(data, Mapping):
             kind = "empty" if data is None else f"a {type(data).__name__}"
             raise PolicyError(source, [("", f"a policy must be a mapping of fields, got {kind}")])
         try:
-            return cls.model_validate(dict(data))
+            return cls.model_validate(dict(data), context={"base": str(base) if base is not None else None})
         except ValidationError as exc:
             raise PolicyError(source, _problems(exc)) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, computed_field
 
@@ -75,6 +75,28 @@ class Attempt(BaseModel):
     error: AttemptError | None = None
 
 
+class ToolCallResult(BaseModel):
+    """A tool the answering model called: run it, and send its result back in a `tool` turn with this id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: Text
+    name: Text
+    arguments: dict[str, Any] = Field(description="Parsed from the model's JSON, checked against the parameters.")
+    signature: str | None = Field(
+        None, description="Gemini's thought signature: send it back with the call (`extra_content.google`)."
+    )
+
+
+class SkippedStage(BaseModel):
+    """A stage not asked, and why: its model cannot do what the query needs, or the query exceeds its window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    reason: str
+
+
 class PolicyRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -86,7 +108,19 @@ class CascadeResult(BaseModel):
     """The outcome of one query. Serializes to JSON with `model_dump_json()`."""
 
     query_id: str
-    answer: Text | None = Field(description="The accepted answer; None only when no tier produced one.")
+    answer: Text | None = Field(
+        description='The accepted answer\'s text (the JSON of a structured answer; "" for an answer made only of '
+        "tool calls); None only when no tier produced one."
+    )
+    output: Any = Field(
+        None,
+        description="The structured answer, validated: an instance of the `output_type` model (the parsed JSON for "
+        "a schema dict; a dict once read back from JSON). None when no structure was asked for or the answer is "
+        "tool calls.",
+    )
+    tool_calls: list[ToolCallResult] = Field(
+        default_factory=list, description="The tools the answer calls, in order (empty: a text answer)."
+    )
     stage: str | None = Field(description="The stage whose answer was returned.")
     provider: str | None
     model: str | None
@@ -106,6 +140,7 @@ class CascadeResult(BaseModel):
     entry_stage: str
     route: str = Field(description="Why the entry stage: `default`, `rule:NAME` or `classifier:LABEL`.")
     policy: PolicyRef
+    skipped: list[SkippedStage] = Field(default_factory=list, description="Stages passed over without a call.")
     attempts: list[Attempt] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]

@@ -6,21 +6,53 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
 
 from cascade.budget import ANSWER_BYTES_PER_TOKEN, call_cost_bound
 from cascade.calls import Call, Outcome, Step, attempt_error, record_failure, record_success, vendor_call
 from cascade.context import QueryContext
 from cascade.decide import StageResult
 from cascade.errors import JudgeError, UnusableAnswerError
-from cascade.judge import Verdict, build_judge_prompt, parse_json_verdict, score_from_logprobs
+from cascade.judge import (
+    Verdict,
+    build_judge_prompt,
+    conversation_view,
+    parse_json_verdict,
+    render_tool_calls,
+    score_from_logprobs,
+)
 from cascade.policy import Stage
 from cascade.providers import returns_logprobs
 from cascade.providers.base import Completion, CompletionRequest, Message
 from cascade.result import AttemptError
 from cascade.routing import classifier_prompt, parse_label, route_by_rules
+from cascade.tools import check_tool_calls
 
 LOGPROBS_TOP_N = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A stage's answer once checked: the completion, and the structured answer it holds (None: not asked for, or
+    the answer is tool calls)."""
+
+    completion: Completion
+    output: Any = None
+
+    @property
+    def structured(self) -> bool:
+        """True when the answer was checked against a structure (a schema, or the tools' parameters)."""
+        return self.output is not None or bool(self.completion.tool_calls)
+
+    def shown(self) -> str:
+        """The answer as the judge and the traces show it: the text, or its tool calls as JSON."""
+        completion = self.completion
+        if completion.tool_calls:
+            return render_tool_calls(completion.text or "", completion.tool_calls)
+        return completion.text or ""
 
 
 def choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]]:
@@ -56,19 +88,23 @@ def choose_entry(ctx: QueryContext) -> Generator[Step, Outcome, tuple[str, str]]
 
 def run_stage(
     ctx: QueryContext, index: int, judged: bool
-) -> Generator[Step, Outcome, tuple[StageResult, Completion | None]]:
-    """One stage's answer, judged if `judged`: its result for the decision, and its completion (None: failed)."""
+) -> Generator[Step, Outcome, tuple[StageResult, Answer | None]]:
+    """One stage's answer, judged if `judged`: its result for the decision, and its answer (None: failed).
+
+    A structured answer that validates on a stage with `accept_valid_output` is not judged: confidence 1.0."""
     stage = ctx.policy.stages[index]
     spent_before = ctx.trace.spent_usd
-    completion = yield from answer(ctx, stage)
-    if completion is None:
+    answered = yield from answer(ctx, stage)
+    if answered is None:
         return StageResult(index, "failed", cost_usd=ctx.trace.spent_usd - spent_before), None
     if not judged:
-        return StageResult(index, "answered", cost_usd=ctx.trace.spent_usd - spent_before), completion
-    verdict = yield from judge(ctx, stage, completion.text or "")
+        return StageResult(index, "answered", cost_usd=ctx.trace.spent_usd - spent_before), answered
+    if stage.accept_valid_output and answered.structured:
+        return StageResult(index, "answered", 1.0, cost_usd=ctx.trace.spent_usd - spent_before), answered
+    verdict = yield from judge(ctx, stage, answered.shown())
     confidence = verdict.confidence if verdict is not None else 0.0
     cost = ctx.trace.spent_usd - spent_before
-    return StageResult(index, "answered", confidence, judge_failed=verdict is None, cost_usd=cost), completion
+    return StageResult(index, "answered", confidence, judge_failed=verdict is None, cost_usd=cost), answered
 
 
 def answer_request(ctx: QueryContext, stage: Stage) -> CompletionRequest:
@@ -76,21 +112,32 @@ def answer_request(ctx: QueryContext, stage: Stage) -> CompletionRequest:
     system = ctx.spec.system
     if stage.system_prompt:
         system = f"{stage.system_prompt}\n\n{system}" if system else stage.system_prompt
+    spec = ctx.spec
     return CompletionRequest(
         model=stage.model,
-        messages=ctx.spec.messages,
+        messages=spec.messages,
         max_output_tokens=stage.max_output_tokens,
         temperature=stage.temperature,
         system=system,
         timeout_s=stage.timeout_s,
+        output=spec.output_schema,
+        tools=spec.tools,
+        tool_choice=spec.tool_choice,
     )
 
 
 def judge_request(ctx: QueryContext, stage: Stage, answer_text: str) -> CompletionRequest:
-    """What the stage's judge is asked about an answer (JSON verdict, or one score token where logprobs exist)."""
+    """What the stage's judge is asked about an answer (JSON verdict, or one score token where logprobs exist):
+    the conversation before the query (up to the judge's `max_context_chars`), the query, what the answer had to
+    fit, and the answer."""
     config = ctx.policy.judge_for(stage)
-    method = config.method if returns_logprobs(config.provider, config_backend(ctx, config.provider)) else "json"
-    prompt = build_judge_prompt(ctx.text, answer_text, instructions=config.prompt, method=method)
+    kind = ctx.policy.provider_kind(config.provider)  # a declared endpoint answers for what it speaks
+    method = config.method if returns_logprobs(kind, config_backend(ctx, config.provider)) else "json"
+    spec = ctx.spec
+    history, query = conversation_view(spec.messages, spec.system, config.max_context_chars)
+    prompt = build_judge_prompt(
+        query, answer_text, instructions=config.prompt, method=method, history=history, requirements=_requirements(ctx)
+    )
     return CompletionRequest(
         model=config.model,
         messages=(Message("user", prompt),),
@@ -111,22 +158,48 @@ def stage_cost_bound(ctx: QueryContext, stage: Stage, judged: bool) -> float:
     return cost
 
 
-def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Completion | None]:
-    """The stage's answer, recorded; None when the call failed or the reply is no answer (blocked, truncated)."""
+def _requirements(ctx: QueryContext) -> str:
+    """What the answer had to fit, for the judge: the output schema and the tools offered, as JSON."""
+    spec = ctx.spec
+    shown: dict[str, Any] = {}
+    if spec.output is not None:
+        shown["output_schema"] = spec.output.schema
+    if spec.tools:
+        shown["tools"] = [
+            {"name": t.name, "description": t.description, "parameters": t.parameters} for t in spec.tools
+        ]
+    return json.dumps(shown, ensure_ascii=False) if shown else ""
+
+
+def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Answer | None]:
+    """The stage's answer, recorded; None when the call failed or the reply is no answer (blocked, truncated, or
+    not the structure asked for: those were billed, and are recorded as errors)."""
     request = answer_request(ctx, stage)
     reply = yield from vendor_call(ctx, Call(stage.name, "answer", stage.provider, request), retries=stage.retries)
     if reply is None:
         return None
     completion = reply.completion
-    if not completion.usable:
-        try:
-            completion.answer_text()  # raises the error that says why there is no answer
-        except UnusableAnswerError as exc:
-            record_failure(ctx, reply.attempt(error=attempt_error(exc)))
-            return None
-    text = {"query": ctx.text, "answer": completion.text} if ctx.policy.log_text else {}
+    try:
+        answered = checked(ctx, completion)
+    except UnusableAnswerError as exc:
+        record_failure(ctx, reply.attempt(error=attempt_error(exc)))
+        return None
+    text = {"query": ctx.text, "answer": answered.shown()} if ctx.policy.log_text else {}
     record_success(ctx, "cascade.answer", reply.attempt(), **text)
-    return completion
+    return answered
+
+
+def checked(ctx: QueryContext, completion: Completion) -> Answer:
+    """The completion as an answer, or the `UnusableAnswerError` that says why it is none: blocked, truncated, a
+    tool call that breaks the tools offered, a structured answer that does not fit (`OutputSchemaError`)."""
+    spec = ctx.spec
+    if not completion.usable:
+        completion.answer_text()  # raises the error that says why there is no answer
+    if spec.tools or completion.tool_calls:
+        check_tool_calls(completion, spec.tools, spec.tool_choice)
+    if spec.output is not None and not completion.tool_calls:
+        return Answer(completion, spec.output.validate(completion))
+    return Answer(completion)
 
 
 def judge(ctx: QueryContext, stage: Stage, answer_text: str) -> Generator[Step, Outcome, Verdict | None]:
@@ -153,5 +226,5 @@ def judge(ctx: QueryContext, stage: Stage, answer_text: str) -> Generator[Step, 
 
 def config_backend(ctx: QueryContext, provider: str) -> str | None:
     """The backend a policy names for a provider (google: genai or generativeai), if any."""
-    config = ctx.policy.providers.get(provider)  # type: ignore[call-overload]
+    config = ctx.policy.providers.get(provider)
     return config.backend if config is not None else None

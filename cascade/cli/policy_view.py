@@ -7,9 +7,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from cascade.budget import JUDGE_PROMPT_OVERHEAD_TOKENS
+from cascade.capabilities import FEATURES, Feature, can
 from cascade.cli.render import Column, Sheet, money, show
 from cascade.errors import PolicyError
-from cascade.policy import Policy, load_policy, shipped_policies
+from cascade.policy import Policy, Stage, load_policy, shipped_policies
 
 # An "average query" for the price column: a few paragraphs in, a few paragraphs out.
 AVERAGE_INPUT_TOKENS = 500
@@ -29,6 +30,14 @@ def stage_prices(policy: Policy) -> list[tuple[str, float, float]]:
         judge_cost = table.cost(judge.model, judge_input, AVERAGE_JUDGE_OUTPUT_TOKENS) if judged else 0.0
         rows.append((stage.name, answer, judge_cost))
     return rows
+
+
+def _feature(stage: Stage, feature: Feature) -> str:
+    """Whether the stage can serve queries that need `feature`; "no" says why, "yes" where the policy says so."""
+    able, source = can(stage, feature)
+    if able:
+        return "yes (policy)" if source == "the policy's features" else "yes"
+    return f"no ({source})" if source != "the policy's features" else "no (policy)"
 
 
 def list_policies(out: Console) -> None:
@@ -54,6 +63,7 @@ def check_policies(policies: list[str], out: Console, err: Console) -> bool:
         budget = usd(policy.budget.max_cost_usd) if policy.budget.max_cost_usd else "none"
         columns = [Column(n) for n in ("stage", "provider", "model")] + [Column("threshold", numeric=True)]
         columns += [Column("judge"), Column("answer", numeric=True), Column("+ judge", numeric=True)]
+        columns += [Column("structured output"), Column("tools")]
         sheet = Sheet(
             f"{given}: {policy.name} v{policy.version} - valid",
             columns,
@@ -72,6 +82,9 @@ def check_policies(policies: list[str], out: Console, err: Console) -> bool:
                 f"{judge.provider}/{judge.model} ({judge.method})" if judged else "-",
                 usd(answer),
                 usd(judge_cost) if judged else "-",
+                *(_feature(stage, feature) for feature in FEATURES),
             )
         show(out, sheet)
+        if policy.output is not None:
+            out.print(f"every answer must fit {policy.output.schema_file}", markup=False, highlight=False)
     return ok

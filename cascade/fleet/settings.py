@@ -78,7 +78,12 @@ class RateLimit(_Strict):
 
 
 class RateLimits(_Strict):
-    """Rate limits per provider."""
+    """Rate limits per provider: the three vendors, and any provider the policy declares under `providers:` by the
+    name it gives it (the policy checks that each name here is one)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+    # A declared provider's limits arrive as extra keys: validated as RateLimit all the same.
+    __pydantic_extra__: dict[str, RateLimit] = Field(init=False)
 
     openai: RateLimit | None = None
     anthropic: RateLimit | None = None

@@ -3,6 +3,9 @@
 `import cascade` imports no vendor SDK: `get_provider_class` imports the adapter module (and with it the SDK)
 on first use, and turns a missing SDK into `MissingDependencyError` naming the extra to install. What the engine
 must know of a vendor before that (does it return log-probabilities?) is in the registry entry.
+
+The registry is keyed by what a provider speaks (its kind), not by the name a policy gives it: a policy's
+`vllm: {kind: openai-compatible, ...}` is the openai adapter, which the engine builds under the name `vllm`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ ADAPTERS: dict[tuple[str, str], Adapter] = {
     ),
 }
 
+# Endpoints that speak a vendor's API without being that vendor, by the `kind` a policy gives them: the adapter
+# that speaks the API, and what is known of such endpoints (not of the vendor: which is why they are not in
+# ADAPTERS, whose entries agree with their adapter classes).
+COMPATIBLE: dict[str, Adapter] = {
+    # No log-probabilities claimed, so the judge asks for a JSON verdict. What an endpoint does with `logprobs` is
+    # not known: vLLM returns them (up to its --max-logprobs) and Ollama's OpenAI layer long returned none, and a
+    # server that rejects the parameter would fail every judge call. The score-token weighting also assumes a
+    # tokenizer with each score as one token, which a local model's need not have.
+    "openai-compatible": Adapter("cascade.providers.openai", "OpenAIProvider", "openai", "openai", False),
+}
+
 # Where each vendor's key and base URL come from when the policy does not say.
 DEFAULT_KEY_ENV: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
@@ -53,7 +67,10 @@ DEFAULT_BASE_URL_ENV: dict[str, str] = {
 
 
 def adapter_entry(provider: str, backend: str | None = None) -> Adapter:
-    """The registry entry for a provider (and, for google, a backend: `genai` unless told)."""
+    """The registry entry for a provider's kind: a vendor (and, for google, a backend: `genai` unless told), or
+    `openai-compatible`."""
+    if provider in COMPATIBLE and backend is None:
+        return COMPATIBLE[provider]
     key = (provider, backend or ("genai" if provider == "google" else "default"))
     if key not in ADAPTERS:
         raise InvalidArgumentError(f"unknown provider/backend {key}")
@@ -61,7 +78,7 @@ def adapter_entry(provider: str, backend: str | None = None) -> Adapter:
 
 
 def get_provider_class(provider: str, backend: str | None = None) -> type[Provider]:
-    """The adapter class for a provider (and, for google, a backend), importing its SDK now."""
+    """The adapter class for a provider's kind (and, for google, a backend), importing its SDK now."""
     entry = adapter_entry(provider, backend)
     try:
         module = importlib.import_module(entry.module)
@@ -75,6 +92,6 @@ def get_provider_class(provider: str, backend: str | None = None) -> type[Provid
 
 
 def returns_logprobs(provider: str, backend: str | None = None) -> bool:
-    """Whether the vendor's API returns token log-probabilities (the judge's `logprobs` method), without importing
+    """Whether a provider's kind returns token log-probabilities (the judge's `logprobs` method), without importing
     its SDK."""
     return adapter_entry(provider, backend).returns_logprobs

@@ -34,15 +34,66 @@ from cascade.providers._deadline import deadline
 from cascade.providers._scrub import scrub_exception
 
 FinishReason = Literal["stop", "length", "blocked", "refusal", "other"]
-MessageRole = Literal["user", "assistant"]
+MessageRole = Literal["user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call a model asked for: the vendor's id for it (made up for Gemini, which may give none), the
+    tool's name and its arguments, parsed from JSON. `arguments` is the raw text when the model wrote something
+    that is not a JSON object (OpenAI sends arguments as text): the engine reports that as a schema error."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any] | str
+    # Gemini's thought signature for the call (base64): Gemini 3 wants it back beside the call in later turns.
+    signature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat turn. System prompts travel apart, in `CompletionRequest.system`."""
+    """One chat turn. System prompts travel apart, in `CompletionRequest.system`.
+
+    An assistant turn may carry `tool_calls` (its `content` may then be ""); a `tool` turn is the result of one of
+    them: `tool_call_id` says which, `name` is the tool's (Gemini sends results by name), `content` the result.
+    """
 
     role: MessageRole
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: its name, what it is for, and its parameters as a JSON Schema object."""
+
+    name: str
+    description: str | None
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model must call a tool: `auto` (it decides), `required` (some tool), `none` (no tool), or
+    `tool` (the one named)."""
+
+    mode: Literal["auto", "required", "none", "tool"]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSchema:
+    """A structured answer asked for: a JSON Schema the answer must fit, under a name (vendors want one).
+
+    `strict` is the same schema in the form OpenAI's strict structured outputs accept (every object closed, every
+    property required), or None when the schema cannot be put in that form (the adapter then sends it unstrict).
+    """
+
+    name: str
+    schema: Mapping[str, Any]
+    strict: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +109,11 @@ class CompletionRequest:
     timeout_s: float = 60.0
     # When set, ask for the top-N log-probabilities of each output token (judge method `logprobs`).
     top_logprobs: int | None = None
+    # A structured answer: ask through the vendor's own feature (OpenAI json_schema, Anthropic output_config or a
+    # forced tool, Gemini's response schema); the answer's text is then the JSON.
+    output: OutputSchema | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None  # None: the vendor's default (auto when tools are given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +138,18 @@ class Completion:
     first_token_logprobs: Mapping[str, float] = field(default_factory=dict)
     # The vendor's own words when it blocked or refused (a block reason, a refusal message).
     refusal: str | None = None
+    # The tools the model called, in order (its finish reason is then "stop": a call is a finished turn).
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def usable(self) -> bool:
-        """True when this is a complete answer with text."""
-        return self.finish_reason == "stop" and bool(self.text and self.text.strip())
+        """True when this is a complete answer: text, or tool calls."""
+        return self.finish_reason == "stop" and (bool(self.tool_calls) or bool(self.text and self.text.strip()))
 
     def answer_text(self) -> str:
         """The answer, or the error that says why there is none (blocked, refused, truncated)."""
         if self.usable:
-            assert self.text is not None
-            return self.text
+            return self.text or ""
         if self.finish_reason in ("blocked", "refusal"):
             why = self.refusal or self.finish_reason
             raise ContentBlockedError(
@@ -116,9 +173,20 @@ class Completion:
         )
 
 
+# What the SDK is handed for an endpoint that takes no key (a self-hosted vLLM or Ollama): it is not a key. The
+# openai SDK refuses to build a client without a credential (an empty key included) and to send a request without
+# an Authorization header unless the request itself omits the header, so this goes out as
+# `Authorization: Bearer no-key`, which vLLM (without --api-key) and Ollama ignore. Never registered as a secret.
+NO_KEY = "no-key"
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
-    """How to reach one vendor: key (or the variables to read it from) and base URL."""
+    """How to reach one provider: key (or the variables to read it from) and base URL.
+
+    `key_required=False` is for an endpoint that takes no key: with none given or found, `resolve_key` returns
+    `NO_KEY` instead of raising.
+    """
 
     api_key: str | None = None
     api_key_env: tuple[str, ...] = ()
@@ -128,21 +196,26 @@ class ProviderSettings:
     backend: str | None = None
     # The HTTP library under the async SDK client: "httpx" (the SDKs' default) or "aiohttp" (the SDKs' own backend).
     async_http: str = "httpx"
+    key_required: bool = True
 
     def __repr__(self) -> str:  # never show the key
         key = "***" if self.api_key else None
+        optional = "" if self.key_required else ", key_required=False"
         return (
             f"ProviderSettings(api_key={key!r}, api_key_env={self.api_key_env!r}, "
             f"base_url={self.base_url!r}, base_url_env={self.base_url_env!r}, backend={self.backend!r}, "
-            f"async_http={self.async_http!r})"
+            f"async_http={self.async_http!r}{optional})"
         )
 
     def resolve_key(self, provider: str) -> str:
-        """The explicit key, else the first variable set; a missing key names the variables."""
+        """The explicit key, else the first variable set; a missing key names the variables (or, when no key is
+        required, is `NO_KEY`)."""
         key = self.api_key
         if not key:
             key = next((os.environ[v] for v in self.api_key_env if os.environ.get(v)), None)
         if not key:
+            if not self.key_required:
+                return NO_KEY
             raise MissingAPIKeyError(provider, self.api_key_env)
         register_secret(key)
         return key

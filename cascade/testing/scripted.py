@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from cascade.errors import ProviderError
-from cascade.providers.base import Completion, CompletionRequest, Provider
+from cascade.providers.base import Completion, CompletionRequest, Provider, ToolCall
 from cascade.testing._inflight import InFlight
 
 Reply = Completion | ProviderError | str
@@ -32,9 +32,15 @@ def completion(
     output_tokens: int | None = None,
     finish_reason: str = "stop",
     first_token_logprobs: Mapping[str, float] | None = None,
+    tool_calls: Sequence[ToolCall | Mapping[str, Any]] = (),
 ) -> Completion:
-    """A `Completion` as an adapter would return it."""
+    """A `Completion` as an adapter would return it; `tool_calls` as `ToolCall`s or `{"name", "arguments", "id"?}`."""
+    calls = tuple(
+        c if isinstance(c, ToolCall) else ToolCall(str(c.get("id") or f"call_{i}"), c["name"], c.get("arguments", {}))
+        for i, c in enumerate(tool_calls)
+    )
     return Completion(
+        tool_calls=calls,
         text=text,
         input_tokens=input_tokens,
         output_tokens=output_tokens if output_tokens is not None else max(1, len(text or "") // 4),
