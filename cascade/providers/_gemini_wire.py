@@ -1,18 +1,31 @@
-"""Gemini `generateContent` replies and errors, read from the wire JSON that both Google SDKs receive.
+"""Gemini `generateContent`: the parts of a request both Google SDKs take alike, and replies and errors, read
+from the wire JSON that both receive.
 
 `google-genai` (pydantic models) and the legacy `google-generativeai` (protobuf messages) parse the same JSON into
 different objects; each adapter turns its object back into that JSON (camelCase keys, enum names) and the finish
-reason, usage and block logic lives here once.
+reason, usage, function call and block logic lives here once. The other way, `contents` and
+`function_calling_config` build a request's turns and tool choice as dicts keyed by the protos' field names
+(`function_call`, `allowed_function_names`), which google-genai's types and the legacy protos both accept.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
-from cascade.errors import MalformedResponseError, ProviderError
-from cascade.providers.base import Completion, FinishReason, error_for_status
+from cascade.errors import BadRequestError, MalformedResponseError, ProviderError
+from cascade.providers.base import (
+    Completion,
+    FinishReason,
+    Message,
+    ToolCall,
+    ToolChoice,
+    error_for_status,
+)
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -28,6 +41,7 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "IMAGE_SAFETY": "blocked",
     "IMAGE_PROHIBITED_CONTENT": "blocked",
     "MODEL_ARMOR": "blocked",
+    # MALFORMED_FUNCTION_CALL, UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS: no usable call came back, "other".
 }
 _RETRY_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -60,7 +74,9 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
     )
     if "thoughtsTokenCount" not in usage:
         # Thinking is billed as output. The legacy SDK's protos predate `thoughtsTokenCount` and drop it, but the
-        # total still counts it: recover it from the total (no tools are sent, so nothing else hides there).
+        # total still counts it: the total is prompt + candidates + thoughts + `toolUsePromptTokenCount`. That last
+        # one counts results of tools the API runs itself (search, code execution), which we never turn on; the
+        # function results a conversation sends back are part of the prompt. The protos drop it as well (0 here).
         thoughts = max(0, counts["totalTokenCount"] - prompt - candidates_tokens - counts["toolUsePromptTokenCount"])
     common: dict[str, Any] = {
         "input_tokens": prompt,
@@ -97,20 +113,148 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
 
     parts = (candidate.get("content") or {}).get("parts") or []
     texts: list[str] = []
+    calls: list[ToolCall] = []
     for part in parts:
-        if _is_mapping(part):
-            part_text = part.get("text")
-            if isinstance(part_text, str) and not part.get("thought"):
-                texts.append(part_text)
+        if not _is_mapping(part):
+            continue
+        call = part.get("functionCall")
+        if call is not None:
+            calls.append(_tool_call(call, len(calls), malformed, part.get("thoughtSignature")))
+            continue
+        part_text = part.get("text")
+        if isinstance(part_text, str) and not part.get("thought"):
+            texts.append(part_text)
     text = "".join(texts) if texts else None
-    if finish_reason == "stop" and text is None:
-        raise malformed("finished with STOP but has no text")
+    # A turn of function calls finishes with STOP too, often without any text.
+    if finish_reason == "stop" and text is None and not calls:
+        raise malformed("finished with STOP but has neither text nor function calls")
     return Completion(
         text=text,
         finish_reason=finish_reason,
         first_token_logprobs=_first_token_logprobs(candidate),
+        tool_calls=tuple(calls),
         **common,
     )
+
+
+def _tool_call(
+    call: Any, index: int, malformed: Callable[[str], MalformedResponseError], signature: Any = None
+) -> ToolCall:
+    """A `functionCall` part as a `ToolCall`. Gemini often leaves the call's `id` out (recorded gemini-2.0-flash
+    replies have none): such a call gets one made of its place among the reply's calls and its name, the same
+    every time the reply is read. The results sent back later carry it (Gemini matches them by name and order)."""
+    name = call.get("name") if _is_mapping(call) else None
+    if not isinstance(name, str) or not name:
+        raise malformed("has a functionCall without a name")
+    arguments = call.get("args")
+    if arguments is None:  # a function without parameters: the API leaves `args` out
+        arguments = {}
+    elif not _is_mapping(arguments):
+        raise malformed(f"has a functionCall whose args are not an object ({name})")
+    call_id = call.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        call_id = f"call_{index}_{name}"
+    signed = signature if isinstance(signature, str) and signature else None
+    return ToolCall(id=call_id, name=name, arguments=dict(arguments), signature=signed)
+
+
+class CannotExpress(ValueError):
+    """A request that Gemini's wire format, or the legacy SDK's protos, cannot carry (a schema the legacy backend
+    has no words for, a tool call whose arguments are not an object). Raised while the request is built, before
+    anything is sent; each adapter's `translate` reports it with `cannot_send`."""
+
+
+def cannot_send(exc: CannotExpress, *, provider: str, model: str) -> BadRequestError:
+    """The cascade error for a request that could not be built: a bad request that never reached the vendor (no
+    status code)."""
+    return BadRequestError(f"{provider}: cannot send this request: {exc}", provider=provider, model=model)
+
+
+def contents(messages: Sequence[Message], *, signatures: bool = False) -> list[dict[str, Any]]:
+    """A conversation as `Content` dicts. Assistant turns are the "model"'s, their calls `function_call` parts
+    after any text; the results of a turn's calls go back together, in one "user" turn of `function_response`
+    parts (how Gemini takes the answers to parallel calls). With `signatures` (google-genai: the legacy protos
+    have no such field), a call's thought signature goes back in its part, as Gemini 3 requires."""
+    turns: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # call id -> function name, for results that do not say it
+    answering = False  # the last turn holds function responses
+    for message in messages:
+        if message.role == "tool":
+            part = {"function_response": _function_response(message, names)}
+            if answering:
+                turns[-1]["parts"].append(part)
+            else:
+                turns.append({"role": "user", "parts": [part]})
+            answering = True
+            continue
+        answering = False
+        if message.role == "assistant" and message.tool_calls:
+            parts: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+            for call in message.tool_calls:
+                names[call.id] = call.name
+                called: dict[str, Any] = {"function_call": {"name": call.name, "args": _arguments(call), "id": call.id}}
+                if signatures and call.signature:
+                    called["thought_signature"] = _signature_bytes(call.signature)
+                parts.append(called)
+            turns.append({"role": "model", "parts": parts})
+        else:
+            turns.append({"role": _ROLES[message.role], "parts": [{"text": message.content}]})
+    return turns
+
+
+def _signature_bytes(signature: str) -> bytes:
+    """A thought signature as the bytes the SDK takes (it arrives base64, URL-safe or standard, in the JSON)."""
+    padded = signature + "=" * (-len(signature) % 4)
+    try:
+        if "-" in signature or "_" in signature:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (ValueError, binascii.Error):
+        raise CannotExpress("a tool call's thought signature is not base64") from None
+
+
+def function_calling_config(choice: ToolChoice) -> dict[str, Any]:
+    """A tool choice as a `FunctionCallingConfig` dict: AUTO, ANY (some call), NONE, or ANY of the one named."""
+    if choice.mode == "tool":
+        if not choice.name:
+            raise CannotExpress("tool_choice 'tool' names no tool")
+        return {"mode": "ANY", "allowed_function_names": [choice.name]}
+    return {"mode": _CALLING_MODES[choice.mode]}
+
+
+_ROLES = {"user": "user", "assistant": "model"}
+_CALLING_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+
+
+def _arguments(call: ToolCall) -> dict[str, Any]:
+    if not isinstance(call.arguments, str):
+        return dict(call.arguments)
+    # Raw text another vendor's model wrote: Gemini takes only an object.
+    try:
+        parsed = json.loads(call.arguments)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise CannotExpress(f"the arguments of tool call {call.id} ({call.name}) are not a JSON object")
+    return parsed
+
+
+def _function_response(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
+    name = message.name or names.get(message.tool_call_id or "")
+    if not name:
+        raise CannotExpress(f"the result of tool call {message.tool_call_id} does not name its tool")
+    # `response` must be an object: a result that is one goes as it is, any other text under "result".
+    try:
+        value = json.loads(message.content)
+    except ValueError:
+        value = None
+    response: dict[str, Any] = {
+        "name": name,
+        "response": value if isinstance(value, dict) else {"result": message.content},
+    }
+    if message.tool_call_id:
+        response["id"] = message.tool_call_id
+    return response
 
 
 def http_error(status: int, message: str, *, body: Any = None, headers: Any = None, **where: str) -> ProviderError:

@@ -6,18 +6,37 @@ What the request leaves out, on purpose:
   1.0; newer models reject it on every version). Sent through `extra_body` it would fail every call: not sent.
 - log-probabilities: the Messages API has none. `top_logprobs` is ignored and `first_token_logprobs` stays empty;
   the engine's judge falls back to a JSON score.
+
+A structured answer is asked for with `output_config.format` where the model has it, and from older models as a
+forced call of a tool named after the schema, whose input is then the answer's text (see `_native_output`).
+Tool results go back as `tool_result` blocks in a user turn: all results of one assistant turn in one user turn,
+as the API requires.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import anthropic  # first: the registry names the missing extra from the first failed import
-from anthropic.types import AssistantMessageParam, Message, MessageParam, UserMessageParam
+from anthropic.types import (
+    AssistantMessageParam,
+    Message,
+    MessageParam,
+    TextBlockParam,
+    ToolChoiceParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+    UserMessageParam,
+)
 
-from cascade.errors import MalformedResponseError
+from cascade.errors import InvalidQueryError, MalformedResponseError
 from cascade.providers._stainless import StainlessProvider
-from cascade.providers.base import Completion, CompletionRequest, FinishReason
+from cascade.providers.base import Completion, CompletionRequest, FinishReason, Tool, ToolCall, ToolChoice
 from cascade.providers.usage import anthropic_detail
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -27,7 +46,9 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     # The context window filled up before the answer ended: as incomplete as a max_tokens stop.
     "model_context_window_exceeded": "length",
     "refusal": "refusal",
-    # Anything else (`tool_use`: we send no tools; `pause_turn`: a server tool paused) is "other".
+    # A turn that ends in calls is a finished turn (but "other" if it holds no call).
+    "tool_use": "stop",
+    # Anything else (`pause_turn`: a server tool paused) is "other".
 }
 
 
@@ -75,19 +96,32 @@ class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAn
         content = response.content
         if not isinstance(content, list):
             raise self._malformed(request, "has no content")
+        output_tool = _output_tool_name(request)
         texts: list[str] = []
+        tool_calls: list[ToolCall] = []
+        structured: str | None = None  # the forced output tool's input, as the answer's text
         for block in content:
-            if getattr(block, "type", None) == "text":
+            kind = getattr(block, "type", None)
+            if kind == "text":
                 block_text = getattr(block, "text", None)
                 if not isinstance(block_text, str):
                     raise self._malformed(request, "has a text block without text")
                 texts.append(block_text)
+            elif kind == "tool_use":
+                call = self._tool_call(block, request)
+                if call.name != output_tool:
+                    tool_calls.append(call)
+                elif structured is None:
+                    structured = json.dumps(call.arguments, ensure_ascii=False, separators=(",", ":"))
         stop_reason = response.stop_reason
         if not isinstance(stop_reason, str):
             raise self._malformed(request, "has no stop_reason")
         finish = _FINISH_REASONS.get(stop_reason, "other")
-        if finish == "stop" and not texts:
-            # A finished answer must have text; a refusal or a stop at max_tokens (spent on thinking) may not.
+        if stop_reason == "tool_use" and not tool_calls and structured is None:
+            finish = "other"
+        if finish == "stop" and not texts and not tool_calls and structured is None:
+            # A finished answer must have text or calls; a refusal or a stop at max_tokens (spent on thinking)
+            # may have neither.
             raise self._malformed(request, f"has no text content (stop_reason {stop_reason!r})")
 
         # Anthropic reports cache reads and cache writes apart from `input_tokens`; the prompt is all three.
@@ -98,11 +132,12 @@ class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAn
         input_tokens = input_count + cache_read + (cache_write_count or 0)
         detail = anthropic_detail(usage)
 
-        text: str | None = "".join(texts) if texts else None
+        # A forced output tool's input is the answer; any text beside it is not (a preamble at most).
+        text: str | None = structured if structured is not None else "".join(texts) if texts else None
         refusal = None
         if finish == "refusal":
             # A refusal can cut in after some text was streamed out: none of it is an answer.
-            text = None
+            text, tool_calls = None, []
             details = response.stop_details
             refusal = (
                 getattr(details, "explanation", None)
@@ -124,7 +159,14 @@ class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAn
             cache_write_1h_tokens=detail.cache_write_1h_tokens,
             reasoning_tokens=detail.reasoning_tokens,
             refusal=refusal,
+            tool_calls=tuple(tool_calls),
         )
+
+    def _tool_call(self, block: Any, request: CompletionRequest) -> ToolCall:
+        call_id, name, arguments = (getattr(block, key, None) for key in ("id", "name", "input"))
+        if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, Mapping)):
+            raise self._malformed(request, "has a tool_use block without an id, a name or an input object")
+        return ToolCall(id=call_id, name=name, arguments=arguments)
 
     def _malformed(self, request: CompletionRequest, problem: str) -> MalformedResponseError:
         return MalformedResponseError(f"anthropic: Messages reply {problem}", provider=self.name, model=request.model)
@@ -135,19 +177,120 @@ class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAn
 
 
 def _arguments(request: CompletionRequest) -> dict[str, Any]:
-    return {
+    arguments: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_output_tokens,
         "messages": _messages(request),
         "system": request.system or anthropic.omit,
         "timeout": request.timeout_s,
     }
+    tools = [_tool(t) for t in request.tools]
+    choice = _tool_choice(request.tool_choice) if request.tool_choice is not None else None
+    output = request.output
+    if output is not None and _native_output(request.model):
+        schema = output.strict if output.strict is not None else output.schema
+        arguments["output_config"] = {"format": {"type": "json_schema", "schema": dict(schema)}}
+    elif output is not None:
+        # The answer is the input of a tool the model must call (or must pick among the caller's own tools).
+        description = "Give your final answer through this tool, in the structure it asks for."
+        tools.append(ToolParam(name=output.name, description=description, input_schema=dict(output.schema)))
+        choice = _forced_output_choice(output.name, request)
+    if tools:
+        arguments["tools"] = tools
+    if choice is not None:
+        arguments["tool_choice"] = choice
+    return arguments
+
+
+# Anthropic's structured-outputs guide (platform.claude.com/docs/en/build-with-claude/structured-outputs, read
+# November 2026) gives `output_config.format` to Claude Opus 4.5 and 4.6, Sonnet 4.5 and 4.6, Haiku 4.5 and the
+# models since; its launch (in beta, behind a header we do not send) covered Sonnet 4.5 and Opus 4.1 only. So
+# the models before 4.5 get the forced tool: Claude Instant, 2.x and 3.x (`claude-3-5-sonnet-...` and the
+# like), Opus and Sonnet 4 (`claude-sonnet-4-20250514`, `claude-opus-4-0`) and Opus 4.1 (`claude-opus-4-1-...`).
+# A name this does not match is taken to be a newer model.
+_BEFORE_NATIVE_OUTPUT = re.compile(r"claude-(instant|2|3)([-.]|$)|claude-(opus|sonnet)-4(-[01])?(-\d{8})?$")
+
+
+def _native_output(model: str) -> bool:
+    """Whether the model takes a JSON schema in `output_config.format` (else: a forced tool)."""
+    return _BEFORE_NATIVE_OUTPUT.match(model.lower()) is None
+
+
+def _output_tool_name(request: CompletionRequest) -> str | None:
+    """The name of the tool that carries the structured answer, when the request is sent with one."""
+    output = request.output
+    return output.name if output is not None and not _native_output(request.model) else None
+
+
+def _forced_output_choice(output_tool: str, request: CompletionRequest) -> ToolChoiceParam:
+    asked = request.tool_choice
+    if asked is not None and asked.mode == "tool" and asked.name:
+        return {"type": "tool", "name": asked.name}  # the caller wants that call first
+    if request.tools and (asked is None or asked.mode != "none"):
+        return {"type": "any"}  # one of its own tools, or the answer
+    return {"type": "tool", "name": output_tool}
+
+
+def _tool(tool: Tool) -> ToolParam:
+    param = ToolParam(name=tool.name, input_schema=dict(tool.parameters))
+    if tool.description is not None:
+        param["description"] = tool.description
+    return param
+
+
+def _tool_choice(choice: ToolChoice) -> ToolChoiceParam:
+    if choice.mode == "tool" and choice.name:
+        return {"type": "tool", "name": choice.name}
+    if choice.mode == "required":
+        return {"type": "any"}
+    if choice.mode == "none":
+        return {"type": "none"}
+    return {"type": "auto"}
 
 
 def _messages(request: CompletionRequest) -> list[MessageParam]:
-    return [
-        UserMessageParam(role="user", content=m.content)
-        if m.role == "user"
-        else AssistantMessageParam(role="assistant", content=m.content)
-        for m in request.messages
+    """The turns as the API wants them: tool results (and text after them) in one user turn, results first."""
+    messages: list[MessageParam] = []
+    # The content of the user turn that holds tool results, while it is the last turn.
+    results_turn: list[ToolResultBlockParam | TextBlockParam] | None = None
+    results = 0
+    for m in request.messages:
+        if m.role == "tool":
+            if results_turn is None:
+                results_turn, results = [], 0
+                messages.append(UserMessageParam(role="user", content=results_turn))
+            if m.tool_call_id is None:
+                raise InvalidQueryError("anthropic: a tool turn needs the tool_call_id of the call it answers")
+            block = ToolResultBlockParam(type="tool_result", tool_use_id=m.tool_call_id, content=m.content)
+            # The API wants every result before any text in the turn.
+            results_turn.insert(results, block)
+            results += 1
+        elif m.role == "user" and results_turn is not None:
+            results_turn.append(TextBlockParam(type="text", text=m.content))
+        elif m.role == "user":
+            messages.append(UserMessageParam(role="user", content=m.content))
+        else:
+            results_turn = None
+            messages.append(_assistant(m.content, m.tool_calls))
+    return messages
+
+
+def _assistant(content: str, tool_calls: tuple[ToolCall, ...]) -> AssistantMessageParam:
+    if not tool_calls:
+        return AssistantMessageParam(role="assistant", content=content)
+    blocks: list[TextBlockParam | ToolUseBlockParam] = [TextBlockParam(type="text", text=content)] if content else []
+    blocks += [
+        ToolUseBlockParam(type="tool_use", id=call.id, name=call.name, input=_input_object(call)) for call in tool_calls
     ]
+    return AssistantMessageParam(role="assistant", content=blocks)
+
+
+def _input_object(call: ToolCall) -> dict[str, object]:
+    """A call's arguments as the JSON object `tool_use` needs (another vendor may have given them as text)."""
+    arguments = call.arguments
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):  # not JSON: reported below as not an object
+            arguments = json.loads(arguments)
+    if not isinstance(arguments, Mapping):
+        raise InvalidQueryError(f"anthropic: the arguments of tool call {call.id!r} are not a JSON object")
+    return dict(arguments)

@@ -1,4 +1,9 @@
-"""Google Gemini through `google-genai` (`generateContent` on the v1 API)."""
+"""Google Gemini through `google-genai` (`generateContent` on the v1 API).
+
+A structured answer is asked for with `responseMimeType: application/json` and the JSON Schema as it is
+(`responseJsonSchema`); tools are function declarations with JSON Schema parameters, the tool choice a
+`functionCallingConfig` mode. Calls come back as `functionCall` parts, answered with `functionResponse` parts.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import sys
 import urllib.request
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import google.genai as genai  # first: the registry names the missing extra from the first failed import
 import httpx2
@@ -24,7 +29,6 @@ from cascade.providers._clients import Lazy, PerLoop, require_aiohttp
 from cascade.providers._transport import DeadlineTransport
 from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
 
-_ROLES = {"user": "user", "assistant": "model"}
 # Fields of the SDK's response object that are not part of the reply body.
 _NOT_WIRE = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
 
@@ -107,6 +111,7 @@ class GoogleProvider(Provider):
             # after a CONTINUATION finish (each would get a fresh timeout past the stage's deadline).
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             automatic_continuation=False,
+            **_structure(request),
         )
         # The SDK accepts many forms of `contents` and sends the same body for each; it reads a lone string as one
         # user turn without the field-by-field inspection it gives `types.Content` objects (a large part of a
@@ -115,8 +120,8 @@ class GoogleProvider(Provider):
         contents: str | list[types.ContentDict]
         if len(messages) == 1 and messages[0].role == "user":
             contents = messages[0].content
-        else:
-            contents = [{"role": _ROLES[m.role], "parts": [{"text": m.content}]} for m in messages]
+        else:  # dicts keyed by the `Content` fields' own names
+            contents = cast("list[types.ContentDict]", gemini.contents(messages, signatures=True))
         return {"model": request.model, "contents": contents, "config": config}
 
     def send(self, request: CompletionRequest) -> types.GenerateContentResponse:
@@ -131,6 +136,8 @@ class GoogleProvider(Provider):
 
     def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
+        if isinstance(exc, gemini.CannotExpress):
+            return gemini.cannot_send(exc, **where)
         if isinstance(exc, genai_errors.APIError):
             headers = getattr(exc.response, "headers", None)
             return gemini.http_error(
@@ -167,6 +174,34 @@ class GoogleProvider(Provider):
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
             return MalformedResponseError(f"google: reply body does not fit generateContent: {problems}", **where)
         return None
+
+
+def _structure(request: CompletionRequest) -> dict[str, Any]:
+    """The config fields for a structured answer, tools and a tool choice (none for a plain request).
+
+    Schemas go as JSON Schema (`responseJsonSchema`, `parametersJsonSchema`), unconverted, `$defs` and `$ref`
+    included. On the v1 path the adapter pins: google-genai 3 made v1 its default for the Gemini API and documents
+    `response_json_schema` and function declarations with that default client; the recordings we learn from
+    (pydantic-ai's) send the same fields on v1beta. googleapis' published v1 protos lag behind the service (they lack
+    `systemInstruction` too, which this adapter has always sent), so they are no argument either way. The OpenAPI
+    subset (`responseSchema`, `parameters`) would need a conversion that loses unions and references; the legacy
+    backend, whose protos know nothing else, does that conversion (`_gemini_schema`).
+    """
+    fields: dict[str, Any] = {}
+    if (output := request.output) is not None:
+        fields["response_mime_type"] = "application/json"
+        fields["response_json_schema"] = dict(output.schema)
+    if request.tools:
+        declarations: list[dict[str, Any]] = []
+        for tool in request.tools:
+            declaration: dict[str, Any] = {"name": tool.name, "parameters_json_schema": dict(tool.parameters)}
+            if tool.description is not None:
+                declaration["description"] = tool.description
+            declarations.append(declaration)
+        fields["tools"] = [{"function_declarations": declarations}]
+    if request.tool_choice is not None:
+        fields["tool_config"] = {"function_calling_config": gemini.function_calling_config(request.tool_choice)}
+    return fields
 
 
 def _environment_configures_http() -> bool:

@@ -3,6 +3,10 @@
 Its support ended on 2025-11-30 (importing it says so with a FutureWarning); prefer the default `google-genai`
 backend. It speaks the v1beta API over REST: gRPC cannot be recorded, and the REST transport accepts an
 `http://` endpoint for local servers.
+
+Structured answers and tools go through its protos, whose `Schema` is the OpenAPI subset: JSON Schemas are converted
+(`_gemini_schema`), and one it cannot hold (a union of several types, a recursive model, a free-form object) fails
+as a `BadRequestError` before it is sent. The google-genai backend sends such schemas as they are.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import concurrent.futures
 import contextvars
 import threading
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -34,9 +39,9 @@ from cascade.errors import MalformedResponseError, ProviderError, VendorConnecti
 from cascade.providers import _gemini_wire as gemini
 from cascade.providers._clients import Lazy
 from cascade.providers._deadline import remaining
-from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
+from cascade.providers._gemini_schema import openapi_schema
+from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings, Tool
 
-_ROLES = {"user": "user", "assistant": "model"}
 THREAD_NAME_PREFIX = "cascade-gemini-legacy"
 
 
@@ -120,16 +125,28 @@ class GoogleLegacyProvider(Provider):
             client.transport.close()  # type: ignore[no-untyped-call]
 
     def _request(self, request: CompletionRequest) -> protos.GenerateContentRequest:
+        """The request `GenerativeModel` would send. Schemas become `protos.Schema` (`_gemini_schema`: the protos
+        hold the OpenAPI subset only); what that subset cannot say raises `CannotExpress`, before anything is sent."""
         config = protos.GenerationConfig(max_output_tokens=request.max_output_tokens, temperature=request.temperature)
         if request.top_logprobs is not None:
             config.response_logprobs = True
             config.logprobs = request.top_logprobs
-        contents = [protos.Content(role=_ROLES[m.role], parts=[protos.Part(text=m.content)]) for m in request.messages]
+        if request.output is not None:
+            config.response_mime_type = "application/json"
+            config.response_schema = _schema(request.output.schema)
+        contents = [protos.Content(turn) for turn in gemini.contents(request.messages)]
         system = protos.Content(parts=[protos.Part(text=request.system)]) if request.system else None
         model = request.model if "/" in request.model else f"models/{request.model}"
-        return protos.GenerateContentRequest(
+        generate = protos.GenerateContentRequest(
             model=model, contents=contents, system_instruction=system, generation_config=config
         )
+        if request.tools:
+            generate.tools = [protos.Tool(function_declarations=[_declaration(t) for t in request.tools])]
+        if request.tool_choice is not None:
+            generate.tool_config = protos.ToolConfig(
+                function_calling_config=gemini.function_calling_config(request.tool_choice)
+            )
+        return generate
 
     def send(self, request: CompletionRequest) -> protos.GenerateContentResponse:
         # The SDK's timeout bounds each socket read, and nothing under `requests` can end a call at a deadline (a
@@ -186,10 +203,16 @@ class GoogleLegacyProvider(Provider):
     def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # Back to the wire JSON (camelCase, enum names, unset fields left out) for the shared reader.
         body = json_format.MessageToDict(protos.GenerateContentResponse.pb(response))
+        for candidate in body.get("candidates") or ():
+            for part in (candidate.get("content") or {}).get("parts") or ():
+                if "args" in (call := part.get("functionCall") or {}):
+                    call["args"] = _whole_numbers(call["args"])
         return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
 
     def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
+        if isinstance(exc, gemini.CannotExpress):
+            return gemini.cannot_send(exc, **where)
         if isinstance(exc, api_exceptions.GoogleAPICallError) and isinstance(exc.code, int):
             response = exc.response if isinstance(exc.response, requests.Response) else None
             body: Any = None
@@ -217,3 +240,28 @@ class GoogleLegacyProvider(Provider):
         if isinstance(exc, json_format.ParseError):
             return MalformedResponseError(f"google: reply body does not fit generateContent: {exc}", **where)
         return None
+
+
+def _schema(schema: Mapping[str, Any]) -> protos.Schema:
+    converted: protos.Schema = protos.Schema.wrap(json_format.ParseDict(openapi_schema(schema), protos.Schema.pb()()))
+    return converted
+
+
+def _declaration(tool: Tool) -> protos.FunctionDeclaration:
+    declaration = protos.FunctionDeclaration(name=tool.name, description=tool.description or "")
+    # A function without parameters goes without `parameters`: the API rejects an OBJECT with no properties.
+    if tool.parameters.get("properties"):
+        declaration.parameters = _schema(tool.parameters)
+    return declaration
+
+
+def _whole_numbers(value: Any) -> Any:
+    """A `Struct` holds every number as a double: the wire's `3` arrives as `3.0`. Whole numbers become ints again,
+    as a JSON parser reads them (the tool's `integer` parameters, the arguments the application gets)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value

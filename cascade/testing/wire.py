@@ -8,6 +8,7 @@ vendors' own.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +44,19 @@ def openai_chat(
     prompt_tokens: int,
     completion_tokens: int,
     model: str = "gpt-4o-mini-2024-07-18",
-    finish_reason: str = "stop",
+    finish_reason: str | None = None,
     refusal: str | None = None,
     top_logprobs: Mapping[str, float] | None = None,
     cached_tokens: int = 0,
+    tool_calls: Sequence[Mapping[str, Any]] | None = None,
 ) -> FakeReply:
-    """A Chat Completions reply. `top_logprobs` fills the first token's top log-probabilities."""
+    """A Chat Completions reply. `top_logprobs` fills the first token's top log-probabilities.
+
+    `tool_calls` (`{"id", "name", "arguments"}` each; the id may be left out, arguments may be a mapping or raw
+    text) become the message's function calls; the finish reason is then `tool_calls` unless given.
+    """
+    if finish_reason is None:
+        finish_reason = "tool_calls" if tool_calls else "stop"
     logprobs = None
     if top_logprobs:
         first = max(top_logprobs, key=lambda t: top_logprobs[t])
@@ -73,7 +81,7 @@ def openai_chat(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": refusal, "annotations": []},
+                "message": _openai_message(text, refusal, tool_calls),
                 "logprobs": logprobs,
                 "finish_reason": finish_reason,
             }
@@ -104,6 +112,28 @@ def openai_chat(
     return FakeReply(200, body, headers)
 
 
+def _openai_message(
+    text: str | None, refusal: str | None, tool_calls: Sequence[Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        # Arguments travel as JSON text; ids look like the API's (`call_` and 24 characters).
+        message["tool_calls"] = [
+            {
+                "id": call.get("id") or "call_" + _short_id("call", i, call["name"]),
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": args if isinstance(args := call["arguments"], str) else json.dumps(args),
+                },
+            }
+            for i, call in enumerate(tool_calls)
+        ]
+    message["refusal"] = refusal
+    message["annotations"] = []
+    return message
+
+
 def openai_error(
     status: int, message: str, *, type_: str, code: str | None, retry_after: float | None = None
 ) -> FakeReply:
@@ -125,19 +155,28 @@ def anthropic_message(
     input_tokens: int,
     output_tokens: int,
     model: str = "claude-3-5-sonnet-20241022",
-    stop_reason: str = "end_turn",
+    stop_reason: str | None = None,
     cache_read_input_tokens: int = 0,
     cache_creation_input_tokens: int = 0,
     thinking: str | None = None,
     stop_details: Mapping[str, Any] | None = None,
+    tool_uses: Sequence[Mapping[str, Any]] | None = None,
 ) -> FakeReply:
     """A Messages reply. `stop_reason` may be `end_turn`, `max_tokens` or `refusal` (with `stop_details`).
 
     `text` may be several strings (one text block each); `thinking` puts a thinking block first. Cache reads and
-    writes are counted apart from `input_tokens`, as the API does.
+    writes are counted apart from `input_tokens`, as the API does. `tool_uses` (`{"id", "name", "input"}` each,
+    the id may be left out) add `tool_use` blocks after the text; the stop reason is then `tool_use` unless given.
     """
+    if stop_reason is None:
+        stop_reason = "tool_use" if tool_uses else "end_turn"
     texts = [] if text is None else [text] if isinstance(text, str) else list(text)
     content: list[dict[str, Any]] = [{"type": "text", "text": t} for t in texts]
+    for i, use in enumerate(tool_uses or ()):
+        # Ids look like the API's (`toolu_01` and 22 characters); `caller` is what it adds to a direct call.
+        use_id = use.get("id") or "toolu_01" + _short_id("tool_use", i, use["name"])[:22]
+        block = {"type": "tool_use", "id": use_id, "name": use["name"], "input": dict(use["input"])}
+        content.append({**block, "caller": {"type": "direct"}})
     if thinking is not None:
         signature = "EqQBCkgIARABGAIiQ" + _short_id("signature", thinking)
         content.insert(0, {"type": "thinking", "thinking": thinking, "signature": signature})
@@ -188,17 +227,22 @@ def gemini_content(
     block_reason: str | None = None,
     top_logprobs: Mapping[str, float] | None = None,
     int_enums: bool = False,
+    function_calls: Sequence[Mapping[str, Any]] = (),
 ) -> FakeReply:
     """A generateContent reply. `block_reason` makes a prompt-level safety block (no candidates).
 
     Zero counts are left out, as the API does. `int_enums` encodes enums as numbers: what the legacy SDK's REST
-    transport asks for (`$alt=json;enum-encoding=int`).
+    transport asks for (`$alt=json;enum-encoding=int`). `function_calls` (`{"name", "args"?, "id"?,
+    "thought_signature"?}` each) adds `functionCall` parts after the text part (`text=None`: calls only, as a
+    turn of calls usually is); `args` defaults to `{}`, and `id` is left out unless given (recorded
+    gemini-2.0-flash calls have none).
     """
     usage: dict[str, Any] = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens + output_tokens}
     if cached_tokens:
         usage["cachedContentTokenCount"] = cached_tokens
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
-    body: dict[str, Any] = {"usageMetadata": usage, "modelVersion": model, "responseId": _short_id(text)[:22]}
+    response_id = _short_id(text, *function_calls)[:22]
+    body: dict[str, Any] = {"usageMetadata": usage, "modelVersion": model, "responseId": response_id}
     if block_reason:
         usage["totalTokenCount"] = prompt_tokens
         body["promptFeedback"] = {"blockReason": block_reason, "safetyRatings": _SAFETY_RATINGS_BLOCKED}
@@ -209,8 +253,10 @@ def gemini_content(
         usage["thoughtsTokenCount"] = thoughts_tokens
         usage["totalTokenCount"] += thoughts_tokens
     candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
-    if text is not None:
-        candidate["content"] = {"parts": [{"text": text}], "role": "model"}
+    parts: list[dict[str, Any]] = [] if text is None else [{"text": text}]
+    parts += [_gemini_function_call(call) for call in function_calls]
+    if parts:
+        candidate["content"] = {"parts": parts, "role": "model"}
     if finish_reason == "SAFETY":
         candidate["safetyRatings"] = _SAFETY_RATINGS_BLOCKED
     if top_logprobs:
@@ -222,6 +268,17 @@ def gemini_content(
         }
     body["candidates"] = [candidate]
     return _gemini_reply(body, int_enums)
+
+
+def _gemini_function_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    """One `functionCall` part; a Gemini 2.5+ signature rides beside the call, in the part."""
+    function_call: dict[str, Any] = {"name": call["name"], "args": dict(call.get("args") or {})}
+    if call.get("id") is not None:
+        function_call["id"] = call["id"]
+    part: dict[str, Any] = {"functionCall": function_call}
+    if call.get("thought_signature") is not None:
+        part["thoughtSignature"] = call["thought_signature"]
+    return part
 
 
 def gemini_error(status: int, grpc_status: str, message: str, *, retry_delay_s: float | None = None) -> FakeReply:
@@ -273,6 +330,8 @@ def _gemini_reply(body: dict[str, Any], int_enums: bool) -> FakeReply:
 
 
 def _numbered_enums(value: Any, key: str = "") -> Any:
+    if key == "args":  # a function call's arguments are the model's words, not enums
+        return value
     if isinstance(value, dict):
         return {k: _numbered_enums(v, k) for k, v in value.items()}
     if isinstance(value, list):

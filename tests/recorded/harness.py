@@ -63,13 +63,20 @@ class Replay:
         return Cascade(self.vendor.policy(judge=judge, **stage), providers=providers)
 
     async def ask(
-        self, query: Any = QUESTION, *, system: str | None = SYSTEM, judge: dict[str, Any] | None = None, **stage: Any
+        self,
+        query: Any = QUESTION,
+        *,
+        system: str | None = SYSTEM,
+        judge: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        **stage: Any,
     ) -> CascadeResult:
-        """`run` or `arun` one query; `stage` and `judge` adjust the policy (see `Vendor.policy`)."""
+        """`run` or `arun` one query with `options` (`output_type=`, `tools=`...); `stage` and `judge` adjust the
+        policy (see `Vendor.policy`)."""
         router = self.cascade(judge=judge, **stage)
         if self.mode == "sync":
-            return router.run(query, system=system)
-        return await router.arun(query, system=system)
+            return router.run(query, system=system, **(options or {}))
+        return await router.arun(query, system=system, **(options or {}))
 
     async def ask_many(self, queries: list[str], *, system: str | None = SYSTEM) -> list[Any]:
         """`run_many` or `arun_many`, failures in their place. One at a time, so that a synthesized cassette

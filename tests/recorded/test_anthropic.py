@@ -75,3 +75,36 @@ async def test_logprobs_are_not_asked_for(replay: Replay, vcr: Any) -> None:
 async def test_finished_reply_without_text_is_malformed(replay: Replay) -> None:
     error = await replay.failed_call()
     assert isinstance(error, MalformedResponseError) and "no text content" in str(error)
+
+
+TICKET_SCHEMA = {
+    "type": "object",
+    "title": "Ticket",
+    "properties": {"category": {"enum": ["billing", "bug"]}, "urgent": {"type": "boolean"}},
+    "required": ["category", "urgent"],
+}
+
+
+@pytest.mark.vcr
+@pytest.mark.replies(
+    lambda v: [
+        v.reply(
+            None,
+            input_tokens=410,
+            output_tokens=32,
+            tool_uses=[{"id": "toolu_01Q8", "name": "Ticket", "input": {"category": "billing", "urgent": True}}],
+        )
+    ]
+)
+async def test_a_claude_3_model_answers_to_a_schema_through_a_forced_tool(replay: Replay, vcr: Any) -> None:
+    result = await replay.ask(
+        "I was charged twice, and rent is due today!",
+        model="claude-3-5-haiku-20241022",
+        options={"output_type": TICKET_SCHEMA},
+    )
+    assert result.output == {"category": "billing", "urgent": True}
+    assert result.tool_calls == []  # the forced tool carries the answer: it is no call of the caller's
+    (sent,) = _sent_bodies(vcr)
+    assert "output_config" not in sent
+    assert sent["tool_choice"] == {"type": "tool", "name": "Ticket"}
+    assert [t["name"] for t in sent["tools"]] == ["Ticket"] and sent["tools"][0]["input_schema"] == TICKET_SCHEMA

@@ -8,6 +8,7 @@ situation (`answer`, `rate_limited`, ...); vendor-specific tests call `reply` wi
 
 from __future__ import annotations
 
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -104,6 +105,14 @@ class Vendor(ABC):
         field, value = self.truncation
         return self.reply(text, input_tokens, output_tokens, **({field: value} if truncated else {}))
 
+    def structured(self, data: Any, *, input_tokens: int, output_tokens: int) -> FakeReply:
+        """A structured answer: the JSON as the answer's text (every vendor's native structured output)."""
+        return self.answer(json.dumps(data), input_tokens=input_tokens, output_tokens=output_tokens)
+
+    @abstractmethod
+    def tool_calls(self, calls: list[dict[str, Any]], *, input_tokens: int, output_tokens: int) -> FakeReply:
+        """A turn of tool calls (`{"id", "name", "arguments"}` each), and no text."""
+
     def scored(self, top_logprobs: Mapping[str, float]) -> FakeReply:
         """A judge's score token with its top log-probabilities (for vendors that return them)."""
         token = max(top_logprobs, key=lambda candidate: top_logprobs[candidate])
@@ -152,6 +161,9 @@ class OpenAI(Vendor):
         return wire.openai_chat(
             text, prompt_tokens=input_tokens, completion_tokens=output_tokens, model=self.served_by, **fields
         )
+
+    def tool_calls(self, calls: list[dict[str, Any]], *, input_tokens: int, output_tokens: int) -> FakeReply:
+        return self.reply(None, input_tokens, output_tokens, tool_calls=calls)
 
     request_id_header = "x-request-id"
     missing_key_words = "OPENAI_API_KEY"
@@ -207,6 +219,10 @@ class Anthropic(Vendor):
             text, input_tokens=input_tokens, output_tokens=output_tokens, model=self.served_by, **fields
         )
 
+    def tool_calls(self, calls: list[dict[str, Any]], *, input_tokens: int, output_tokens: int) -> FakeReply:
+        uses = [{"id": c["id"], "name": c["name"], "input": c["arguments"]} for c in calls]
+        return self.reply(None, input_tokens, output_tokens, tool_uses=uses)
+
     truncation = ("stop_reason", "max_tokens")
     request_id_header = "request-id"
     overloaded_status = 529
@@ -247,6 +263,11 @@ class Gemini(Vendor):
             int_enums=self.int_enums,
             **fields,
         )
+
+    def tool_calls(self, calls: list[dict[str, Any]], *, input_tokens: int, output_tokens: int) -> FakeReply:
+        # Gemini 3 gives each call an id; the adapter makes one up for replies without.
+        functions = [{"id": c["id"], "name": c["name"], "args": c["arguments"]} for c in calls]
+        return self.reply(None, input_tokens, output_tokens, function_calls=functions)
 
     usage_field = "usageMetadata"
     no_usage_words = "usageMetadata"
