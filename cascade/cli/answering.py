@@ -19,7 +19,7 @@ from cascade.cli.common import (
 )
 from cascade.cli.preflight import check_vendors
 from cascade.cli.render import Column, Sheet, attempts_sheet, route_line, show, totals_sheets
-from cascade.cli.runner import Row, interrupted_note, run_rows
+from cascade.cli.runner import Row, interrupted_note, query_options, run_rows
 from cascade.engine import Cascade
 from cascade.errors import BudgetExhaustedError, CascadeExhausted, UsageError, redact
 from cascade.report import summarize
@@ -87,7 +87,7 @@ class AnswerJob:
         self.router = router
 
     async def __call__(self, row: Row) -> CascadeResult:
-        return await self.router.arun(row["query"], system=row.get("system"), query_id=row["id"])
+        return await self.router.arun(row["query"], **query_options(row))
 
     def line(self, row: Row, outcome: Any) -> str:
         return json.dumps(output_row(row["id"], outcome), ensure_ascii=False)

@@ -10,11 +10,11 @@ from rich.markup import escape
 
 from cascade.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, console, printable
 from cascade.cli.render import money
-from cascade.cli.runner import Row, interrupted_note, run_rows
+from cascade.cli.runner import Row, interrupted_note, query_options, run_rows
 from cascade.engine import Cascade
 from cascade.errors import UsageError
 from cascade.policy import Policy
-from cascade.tuning.graders import Grader, LLMGrader, get_grader
+from cascade.tuning.graders import Grader, LLMGrader, get_grader, json_references
 from cascade.tuning.traces import Trace, collect_flow
 
 RowGrader = Grader | LLMGrader | None
@@ -28,16 +28,28 @@ def row_graders(
     model: str | None,
     provider: str | None,
 ) -> dict[str, RowGrader]:
-    """The grader of each row by id (a row's own `grader` field wins), checked before any vendor call."""
+    """The grader of each row by id (a row's own `grader` field wins), checked before any vendor call.
+
+    A reference is a string, a number or a list of strings; a JSON object too for the json and llm graders, and
+    for the json grader the text of a reference must be JSON."""
     llm = LLMGrader(
         provider or policy.judge.provider, model or policy.judge.model, temperature=policy.judge.temperature
     )
     graders: dict[str, RowGrader] = {}
     for row in rows:
         reference = row.get("reference")
-        if not (reference is None or isinstance(reference, str | int | float) or _strings(reference)):
-            raise UsageError(f"row {printable(row['id'])}: a reference is a string, a number or a list of strings")
         name = row.get("grader", default)
+        plain = reference is None or isinstance(reference, str | int | float) or _strings(reference)
+        if not (plain or (isinstance(reference, dict) and name in ("json", "llm"))):
+            raise UsageError(
+                f"row {printable(row['id'])}: a reference is a string, a number or a list of strings "
+                "(or a JSON object, with the json or llm grader)"
+            )
+        if name == "json" and reference is not None:
+            try:
+                json_references(reference)
+            except ValueError as exc:
+                raise UsageError(f"row {printable(row['id'])}: {exc}") from None
         if name is None or reference is None:
             graders[row["id"]] = None
         elif name == "llm":
@@ -61,7 +73,8 @@ def _strings(value: Any) -> bool:
 class TraceJob:
     """`cascade collect`'s job: trace a row through every stage. A row that cannot be traced is reported and
     not written (a traces file holds traces only), so it runs again on a rerun; so does a trace in which a stage
-    failed to answer or to be judged."""
+    failed to answer or to be judged (an `error`). A stage skipped because its model cannot serve the query (no
+    `error`, the reason in `skipped`) is not retried: it would be skipped again."""
 
     def __init__(self, router: Cascade, graders: dict[str, RowGrader], err: Console) -> None:
         self.router = router
@@ -69,7 +82,7 @@ class TraceJob:
         self.err = err
 
     async def __call__(self, row: Row) -> Trace:
-        ctx = self.router.context(row["query"], system=row.get("system"), query_id=row["id"])
+        ctx = self.router.context(row["query"], **query_options(row))
         return await self.router.adrive(collect_flow(ctx, row, self.graders[row["id"]]), ctx.policy)
 
     def line(self, row: Row, outcome: Any) -> str | None:

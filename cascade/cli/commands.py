@@ -42,7 +42,12 @@ def ask(
 
 
 def run(
-    input_path: Annotated[Path, typer.Option("--input", "-i", help='JSON lines: {"id", "query"[, "system"]}.')],
+    input_path: Annotated[
+        Path,
+        typer.Option(
+            "--input", "-i", help='JSON lines: {"id", "query"[, "system", "tools", "tool_choice", "output_schema"]}.'
+        ),
+    ],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="JSON lines of results, appended.")],
     policy: PolicyOpt = DEFAULT_POLICY,
     concurrency: ConcurrencyOpt = 8,

@@ -1,6 +1,7 @@
 """The resumable JSON-lines runner behind `cascade run` and `cascade collect`.
 
-Input: one JSON object a line, each with a "query" and an "id" (a row without one is `line-N`). Each row is a job
+Input: one JSON object a line, each with a "query" and an "id" (a row without one is `line-N`); a row may also
+give a `system` prompt, `tools` and `tool_choice`, and an `output_schema` (`query_options`). Each row is a job
 (`Job`: answer the query, or trace it through every stage) run by `cascade.batch.Batch`, the loop
 under `Cascade.arun_many`; its output line is appended as soon as it ends, so a kill loses nothing already written.
 
@@ -31,8 +32,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cascade.batch import Batch
 from cascade.cli.common import printable
-from cascade.engine import Cascade
-from cascade.errors import JSONLinesError
+from cascade.engine import Cascade, QueryOptions
+from cascade.errors import InvalidQueryError, JSONLinesError
 
 Row = dict[str, Any]
 
@@ -110,6 +111,25 @@ def read_rows(path: Path) -> list[Row]:
         seen.add(row["id"])
         rows.append(row)
     return rows
+
+
+def query_options(row: Row) -> QueryOptions:
+    """What a row asks of the router besides its query: its id, `system`, `tools` and `tool_choice` (OpenAI's
+    shape), and `output_schema`, a JSON Schema object every answer must fit (the router's `output_type=`).
+
+    The router checks them when the row runs (`InvalidQueryError`: that row fails, the others go on).
+    """
+    options: QueryOptions = {"system": row.get("system"), "query_id": row["id"]}
+    if row.get("tools") is not None:
+        options["tools"] = row["tools"]
+    if row.get("tool_choice") is not None:
+        options["tool_choice"] = row["tool_choice"]
+    schema = row.get("output_schema")
+    if schema is not None:
+        if not isinstance(schema, dict):
+            raise InvalidQueryError("output_schema must be a JSON Schema object")
+        options["output_type"] = schema
+    return options
 
 
 def _parsed(raw: bytes) -> Row | None:

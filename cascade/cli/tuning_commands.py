@@ -34,6 +34,7 @@ class GraderName(StrEnum):
     regex = "regex"
     numeric = "numeric"
     choice = "choice"
+    json = "json"
     llm = "llm"
 
 
@@ -49,7 +50,13 @@ LabelsOpt = Annotated[
     Path | None, typer.Option("--labels", help='JSON lines {"id", "correct": {STAGE: bool | 0-1}}; they win.')
 ]
 GraderOpt = Annotated[
-    GraderName | None, typer.Option("--grader", help="Label answers against each trace's `reference`.")
+    GraderName | None,
+    typer.Option(
+        "--grader",
+        help="Label answers against each trace's `reference`. json: every field the reference (a JSON object or "
+        "JSON text) gives must be equal in the answer's JSON (a structured answer, or its tool calls); "
+        "other fields are ignored (docs/traces.md).",
+    ),
 ]
 ToleranceOpt = Annotated[float | None, typer.Option("--tolerance", help="Relative tolerance of the numeric grader.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
@@ -57,7 +64,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON
 
 def collect(
     input_path: Annotated[
-        Path, typer.Option("--input", "-i", help='JSON lines: {"id", "query"[, "system", "reference", "grader"]}.')
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help='JSON lines: {"id", "query"[, "system", "tools", "tool_choice", "output_schema", "reference", '
+            '"grader"]}.',
+        ),
     ],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Traces, JSON lines, appended.")],
     policy: PolicyOpt = DEFAULT_POLICY,

@@ -31,6 +31,13 @@ _STRICT = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 _LONG_LINE = 4_000  # past this, a line may hold an integer too long for `json.loads`: parsed again its way
 
 
+class _ToolCall(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
 class _Stage(TypedDict):
     __pydantic_config__ = _STRICT  # type: ignore[misc]
     answer: str | None
@@ -39,6 +46,9 @@ class _Stage(TypedDict):
     judge_cost_usd: NotRequired[Annotated[float, Field(ge=0)] | None]
     correct: NotRequired[StrictBool | Annotated[float, Field(ge=0, le=1)] | None]
     error: NotRequired[str | None]
+    output: NotRequired[Any]
+    tool_calls: NotRequired[list[_ToolCall] | None]
+    skipped: NotRequired[str | None]
 
 
 class _Row(TypedDict):
@@ -77,7 +87,7 @@ def _stream(policy: Policy, path: Path) -> TraceColumns:
     ids: list[str] = []
     seen: set[str] = set()
     entry = array("q")
-    answered, error = array("b"), array("b")
+    answered, error, skipped = array("b"), array("b"), array("b")
     confidence, cost, answer_cost, quality = array("d"), array("d"), array("d"), array("d")
     with path.open("rb") as file:
         for raw in file:
@@ -102,6 +112,7 @@ def _stream(policy: Policy, path: Path) -> TraceColumns:
                 spent = stage["cost_usd"]
                 answered.append(given)
                 error.append(stage.get("error") is not None)
+                skipped.append(stage.get("skipped") is not None)
                 confidence.append(stage["confidence"])
                 cost.append(spent)
                 answer_cost.append(max(spent - (stage.get("judge_cost_usd") or 0.0), 0.0))
@@ -122,6 +133,7 @@ def _stream(policy: Policy, path: Path) -> TraceColumns:
         answer_cost=grid(answer_cost, np.float64),
         quality=grid(quality, np.float64),
         error=grid(error, np.int8).astype(bool),
+        skipped=grid(skipped, np.int8).astype(bool),
     )
 
 

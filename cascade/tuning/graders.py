@@ -1,25 +1,28 @@
 """Graders: mark a stage's answer correct or not against the query's `reference`.
 
 A deterministic grader is any plain callable `(answer, reference) -> bool`; the built-in ones are in
-`GRADERS` (normalized exact match, regex, numeric tolerance, multiple-choice letter). The LLM grader asks a
-model to compare the answer with the reference; it is a step machine like the cascade itself
+`GRADERS` (normalized exact match, regex, numeric tolerance, multiple-choice letter, JSON fields). A grader
+raises `ValueError` for a reference it cannot use (a JSON object given to a text grader, text that is not JSON
+given to the json grader). The LLM grader asks a model to compare the answer with the reference; it is a step
+machine like the cascade itself
 (`cascade.calls`), so the engine's drivers run it through the policy's providers, and each of its calls is
 priced and recorded in the query's attempts like any other call.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cascade.calls import Call, Outcome, Step, vendor_call
 from cascade.context import QueryContext
-from cascade.errors import JudgeError
+from cascade.errors import JudgeError, TraceError
 from cascade.judge import delimiter_tag, parse_json_verdict
 from cascade.providers.base import CompletionRequest, Message
 from cascade.result import AttemptError
@@ -27,7 +30,8 @@ from cascade.result import AttemptError
 if TYPE_CHECKING:
     from cascade.tuning.traces import Trace
 
-Reference = str | int | float | list[str]
+# A JSON object is a reference for the json grader (and the LLM grader) only.
+Reference = str | int | float | list[str] | dict[str, Any]
 Grader = Callable[[str, Reference], bool]
 
 # -- deterministic graders -------------------------------------------------------------------------
@@ -43,6 +47,8 @@ def normalize(text: str) -> str:
 
 
 def _references(reference: Reference) -> list[str]:
+    if isinstance(reference, dict):
+        raise ValueError("a JSON object reference needs the json grader (or llm)")
     return [str(r) for r in reference] if isinstance(reference, list) else [str(reference)]
 
 
@@ -106,11 +112,69 @@ def choice_match(answer: str, reference: Reference) -> bool:
     return got is not None and any(got == choice_letter(ref.upper()) for ref in _references(reference))
 
 
+def json_match(answer: str, reference: Reference) -> bool:
+    """Field-by-field equality: the answer is JSON (a structured answer's text, or the tool-call JSON
+    `{"tool_calls": [{"name", "arguments"}]}`) and holds every field the reference gives, with equal values.
+
+    The reference is a JSON object, JSON text, or a list of JSON texts (any of them). Objects are compared
+    recursively and fields the reference does not name are ignored; a field it names must be present (`null`
+    included). Lists must have the same length and are compared element by element, by the same rule. Numbers
+    are equal by value (1 == 1.0; a boolean is never a number), strings exactly. An answer that is not JSON is
+    wrong; a reference that is not JSON is a `ValueError`.
+    """
+    wanted = json_references(reference)
+    try:
+        got = _strict_json(answer)
+    except (ValueError, RecursionError):
+        return False
+    return any(_fields_match(want, got) for want in wanted)
+
+
+def json_references(reference: Reference) -> list[Any]:
+    """The json grader's reference as JSON data, one item per acceptable answer; `ValueError` for text that is
+    not JSON."""
+    if isinstance(reference, dict | int | float):
+        return [reference]
+    texts = reference if isinstance(reference, list) else [reference]
+    parsed: list[Any] = []
+    for text in texts:
+        try:
+            parsed.append(_strict_json(text))
+        except (ValueError, RecursionError):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise ValueError(f"the json grader's reference is a JSON object or JSON text, not {shown!r}") from None
+    return parsed
+
+
+def _strict_json(text: str) -> Any:
+    """JSON as the standard writes it: `NaN` and `Infinity`, which Python's parser takes, are not JSON."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _fields_match(want: Any, got: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(
+            key in got and _fields_match(value, got[key]) for key, value in want.items()
+        )
+    if isinstance(want, list):
+        return isinstance(got, list) and len(want) == len(got) and all(map(_fields_match, want, got))
+    if isinstance(want, bool) or isinstance(got, bool):  # bool is an int in Python, not a number in JSON
+        return want is got
+    if isinstance(want, int | float):
+        return isinstance(got, int | float) and want == got
+    return type(want) is type(got) and want == got  # strings, null
+
+
 GRADERS: dict[str, Grader] = {
     "exact": exact_match,
     "regex": regex_match,
     "numeric": numeric_match,
     "choice": choice_match,
+    "json": json_match,
 }
 
 
@@ -124,7 +188,9 @@ def get_grader(name: str, *, tolerance: float | None = None) -> Grader:
 
 
 def grade_traces(traces: Sequence[Trace], grader: Grader) -> tuple[list[Trace], int]:
-    """Label every answered stage of the traces that carry a `reference`; returns them and how many were graded."""
+    """Label every answered stage of the traces that carry a `reference`; returns them and how many were graded.
+
+    A reference the grader cannot use is a `TraceError` naming the trace."""
     out: list[Trace] = []
     graded = 0
     for trace in traces:
@@ -132,12 +198,15 @@ def grade_traces(traces: Sequence[Trace], grader: Grader) -> tuple[list[Trace], 
             out.append(trace)
             continue
         reference = trace.reference
-        stages = {
-            name: stage.model_copy(update={"correct": grader(stage.answer, reference)})
-            if stage.answer is not None
-            else stage
-            for name, stage in trace.stages.items()
-        }
+        try:
+            stages = {
+                name: stage.model_copy(update={"correct": grader(stage.answer, reference)})
+                if stage.answer is not None
+                else stage
+                for name, stage in trace.stages.items()
+            }
+        except ValueError as exc:
+            raise TraceError(f"trace {trace.id!r}: {exc}") from None
         graded += 1
         out.append(trace.model_copy(update={"stages": stages}))
     return out, graded
@@ -202,7 +271,10 @@ def llm_grade_flow(
 ) -> Generator[Step, Outcome, LLMGrade]:
     """Ask the grader model about one answer; the call is priced and recorded in `ctx.attempts`."""
     # `vendor_call` is the engine's one copy of "call, retry within the deadline, price and record".
-    ref_text = " | ".join(_references(reference))
+    if isinstance(reference, dict):
+        ref_text = json.dumps(reference, ensure_ascii=False)
+    else:
+        ref_text = " | ".join(_references(reference))
     request = CompletionRequest(
         model=grader.model,
         messages=(Message("user", llm_grader_prompt(ctx.text, ref_text, answer)),),

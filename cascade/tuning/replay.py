@@ -50,6 +50,8 @@ class TraceColumns:
     answer_cost: FloatArray  # the answer call alone (cost_usd minus judge_cost_usd when traced)
     quality: FloatArray  # `correct` as a number; 0 where the stage gave no answer
     error: BoolArray  # the stage recorded an error (on an answered stage: its judge call failed)
+    # The stage was not asked: its model cannot serve the query (no answer, and no failure). None: no stage was.
+    skipped: BoolArray | None = None
 
 
 def entry_stage(policy: Policy, query: str | None) -> int:
@@ -76,6 +78,7 @@ def columns_of(policy: Policy, traces: Sequence[Trace]) -> TraceColumns:
         answer_cost=grid(StageTrace.answer_cost),
         quality=grid(StageTrace.quality),
         error=grid(lambda s: s.error is not None).astype(bool),
+        skipped=grid(lambda s: s.skipped is not None).astype(bool),
     )
 
 
@@ -97,6 +100,7 @@ class ReplayData:
     answered: BoolArray
     score: FloatArray  # the judge's confidence as traced
     judge_failed: BoolArray
+    skipped: BoolArray
     entry: IntArray
     confidence: FloatArray
     cost: FloatArray
@@ -118,6 +122,8 @@ class ReplayData:
     def result(self, i: int, j: int) -> StageResult:
         """Stage j of query i as the decision sees it: judged or not (which sets its cost), failed or answered."""
         cost = float(self.cost[i, j])
+        if self.skipped[i, j]:
+            return StageResult(j, "skipped", cost_usd=cost)
         if not self.answered[i, j]:
             return StageResult(j, "failed", cost_usd=cost)
         if not self.rules.judged[j]:
@@ -138,6 +144,7 @@ class ReplayData:
             self.answered[rows],
             self.score[rows],
             self.judge_failed[rows],
+            self.skipped[rows],
             self.entry[rows],
             self.confidence[rows],
             self.cost[rows],
@@ -177,7 +184,9 @@ def replay_data_from_columns(policy: Policy, columns: TraceColumns) -> ReplayDat
     answered = columns.answered
     cost = np.where(judged, columns.cost_usd, columns.answer_cost)
     judge_failed = answered & columns.error & judged
-    failed = ~answered | judge_failed
+    # A skipped stage gave no answer but did not fail: `on_error: raise` moves past it, as the live cascade does.
+    skipped = columns.skipped if columns.skipped is not None else np.zeros_like(answered)
+    failed = (~answered & ~skipped) | judge_failed
     conf = np.where(answered, np.where(judged, columns.confidence, 0.0), -np.inf)
     if rules.raise_on_error:
         conf = np.where(failed, np.inf, conf)  # the query ends here, with no answer
@@ -185,7 +194,7 @@ def replay_data_from_columns(policy: Policy, columns: TraceColumns) -> ReplayDat
     stages = np.broadcast_to(np.arange(k), (n, k))
     stop_by = np.where(answered & ~(failed & rules.raise_on_error), stages, -1).astype(np.int64)
     data = ReplayData(
-        names, columns.ids, rules, answered, columns.confidence, judge_failed, columns.entry, conf, cost,
+        names, columns.ids, rules, answered, columns.confidence, judge_failed, skipped, columns.entry, conf, cost,
         stop_q, stop_by, columns.answer_cost, np.where(answered, columns.quality, 0.0),
     )  # fmt: skip
     if k > 0:

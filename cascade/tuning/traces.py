@@ -5,7 +5,9 @@ One JSON object a line (the format is documented in docs/traces.md):
     {"id": "q1", "query": "...", "reference": "...",
      "stages": {"mini": {"answer": "...", "confidence": 0.8, "cost_usd": 0.00012, "correct": true}, ...}}
 
-`cost_usd` is the stage's answer plus its judge call; `correct` is a bool or a quality score in [0, 1].
+`cost_usd` is the stage's answer plus its judge call; `correct` is a bool or a quality score in [0, 1]. A
+structured answer also has its `output` (the JSON data), an answer made of tool calls its `tool_calls`, and a
+stage whose model cannot serve the query (`cascade.capabilities`) has `answer: null` and the reason in `skipped`.
 Fields this module does not know are kept (`extra="allow"`) and written back unchanged.
 
 Files are read strictly, and every problem is a `TraceError` naming the file and the line: UTF-8 text, lines split
@@ -26,10 +28,21 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from cascade.calls import Outcome, Step
 from cascade.context import QueryContext
 from cascade.errors import TraceError as TraceError  # re-exported: it lived here before cascade.errors
-from cascade.flow import shadow_flow
+from cascade.flow import ShadowStage, shadow_flow
+from cascade.tools import tool_calls_json
 from cascade.tuning.graders import Grader, LLMGrader, Reference, llm_grade_flow
 
 Correct = StrictBool | Annotated[float, Field(ge=0, le=1)]
+
+
+class ToolCallTrace(BaseModel):
+    """One tool call in a stage's answer: the vendor's id for it, the tool's name, its arguments (a JSON object)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 class StageTrace(BaseModel):
@@ -45,6 +58,11 @@ class StageTrace(BaseModel):
     )
     correct: Correct | None = Field(None, description="true / false, or a quality score in [0, 1]; null: unlabeled.")
     error: str | None = Field(None, description="Why the answer or the judge call failed, if one did.")
+    output: Any = Field(None, description="A structured answer as JSON data (the query asked for a schema).")
+    tool_calls: list[ToolCallTrace] | None = Field(None, description="The tool calls the answer is made of.")
+    skipped: str | None = Field(
+        None, description="Why the stage was not asked: its model cannot do what the query needs (answer: null)."
+    )
 
     @property
     def answered(self) -> bool:
@@ -79,7 +97,7 @@ class Trace(BaseModel):
         data = self.model_dump(mode="json")
         _drop_unset(data, ("query", "reference"))
         for stage in data["stages"].values():
-            _drop_unset(stage, ("judge_cost_usd", "correct", "error"))
+            _drop_unset(stage, ("judge_cost_usd", "correct", "error", "output", "tool_calls", "skipped"))
         text = json.dumps(data, ensure_ascii=False)
         try:
             text.encode("utf-8")
@@ -236,6 +254,8 @@ def collect_flow(
     """Every stage answers and is judged (`shadow_flow`); with a grader and a `reference`, answers are labeled.
 
     A step machine: run it with `Cascade.drive` / `adrive`. The input row's other fields are kept in the trace.
+    A stage whose model cannot serve the query is traced unanswered with the reason in `skipped` and no `error`:
+    it is no failure (a rerun of `collect` would skip it again), and the replay escalates past it.
     """
     outcomes = yield from shadow_flow(ctx)
     judge_cost = {o.name: 0.0 for o in outcomes}
@@ -245,13 +265,7 @@ def collect_flow(
     reference = row.get("reference")
     stages: dict[str, StageTrace] = {}
     for outcome in outcomes:
-        fields: dict[str, Any] = {
-            "answer": outcome.answer,
-            "confidence": outcome.result.confidence or 0.0,
-            "cost_usd": outcome.result.cost_usd,
-            "judge_cost_usd": judge_cost[outcome.name],
-            "error": outcome.error,
-        }
+        fields = _stage_fields(outcome, judge_cost[outcome.name])
         if grader is not None and reference is not None and outcome.answer is not None:
             if isinstance(grader, LLMGrader):
                 grade = yield from llm_grade_flow(ctx, grader, outcome.name, outcome.answer, reference)
@@ -265,3 +279,20 @@ def collect_flow(
         extras["messages"] = query
         query = ctx.text
     return Trace(id=str(row["id"]), query=query, stages=stages, **extras)
+
+
+def _stage_fields(outcome: ShadowStage, judge_cost: float) -> dict[str, Any]:
+    """A shadow stage as trace fields: what it answered (text, structured output, tool calls) and cost."""
+    skipped = outcome.result.outcome == "skipped"
+    fields: dict[str, Any] = {
+        "answer": outcome.answer,
+        "confidence": outcome.result.confidence or 0.0,
+        "cost_usd": outcome.result.cost_usd,
+        "judge_cost_usd": judge_cost,
+        "error": None if skipped else outcome.error,
+        "skipped": (outcome.error or "the model cannot serve the query") if skipped else None,
+        "output": outcome.output,
+    }
+    if outcome.tool_calls:
+        fields["tool_calls"] = tool_calls_json(outcome.tool_calls)
+    return fields

@@ -10,6 +10,7 @@ replaces it. The result is validated as a policy before it is written.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
@@ -99,11 +100,33 @@ def _move_schema_line(text: str, source: Path, output: Path) -> str:
     return first.replace(match.group(1), moved) + "\n" + rest
 
 
+def _move_output_schema(text: str, source: Path, output: Path) -> str:
+    """Keep a relative `output.schema_file` naming the same file from the output's directory."""
+    doc = YAML(typ="rt").load(text)
+    block = doc.get("output") if hasattr(doc, "get") else None
+    given = block.get("schema_file") if block is not None and hasattr(block, "get") else None
+    if block is None or not isinstance(given, str) or Path(given).expanduser().is_absolute():
+        return text
+    moved = Path(os.path.relpath((source.parent / given).resolve(), output.resolve().parent)).as_posix()
+    if moved == given:
+        return text
+    line, col = block.lc.value("schema_file")
+    lines = text.splitlines(keepends=True)
+    match = _VALUE.match(lines[line], col)
+    if match is None:  # pragma: no cover - ruamel pointed at a value we cannot read
+        raise ValueError(f"cannot find output.schema_file at line {line + 1}")
+    lines[line] = lines[line][: match.start(2)] + json.dumps(moved) + lines[line][match.end(2) :]
+    return "".join(lines)
+
+
 def write_tuned_policy(source: Path, output: Path, thresholds: Mapping[str, float], header: Sequence[str]) -> Policy:
-    """Write `source` with new thresholds to `output`; raises `PolicyError` if the result is not a valid policy."""
+    """Write `source` with new thresholds to `output`; raises `PolicyError` if the result is not a valid policy.
+
+    Relative paths in it (the `$schema` modeline, `output.schema_file`) are rewritten to name the same files from
+    the output's directory."""
     text = tuned_policy_text(source.read_text(encoding="utf-8"), thresholds, header)
-    text = _move_schema_line(text, source, output)
-    policy = Policy.from_yaml(text, source=str(output))
+    text = _move_output_schema(_move_schema_line(text, source, output), source, output)
+    policy = Policy.from_yaml(text, source=str(output), base=output.resolve().parent)
     for name, value in thresholds.items():
         if policy.stage(name).threshold != value:  # pragma: no cover - a formatting bug would show here
             raise ValueError(f"stage {name}: wrote {policy.stage(name).threshold}, meant {value}")

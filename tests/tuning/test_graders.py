@@ -86,7 +86,7 @@ def test_choice_match_accepts_several_spellings_of_the_reference() -> None:
 
 
 def test_unknown_grader_names_the_built_in_ones() -> None:
-    with pytest.raises(KeyError, match="exact, regex, numeric, choice, llm"):
+    with pytest.raises(KeyError, match="exact, regex, numeric, choice, json, llm"):
         get_grader("fuzzy")
 
 
