@@ -25,6 +25,11 @@ _EXPORTS = {
     "MissingAPIKeyError": "cascade.errors",
     "ProviderError": "cascade.errors",
     "InvalidQueryError": "cascade.errors",
+    "OutputSchemaError": "cascade.errors",
+    "TextDelta": "cascade.streaming",
+    "ToolCallDelta": "cascade.streaming",
+    "Reset": "cascade.streaming",
+    "Final": "cascade.streaming",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -26,6 +26,8 @@ class Call:
     role: AttemptRole
     provider: str
     request: CompletionRequest
+    # Stream the reply (`Cascade.stream`): the driver hands its pieces to the query's `Showing` as they come.
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

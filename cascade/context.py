@@ -17,6 +17,7 @@ from cascade.prices import PriceTable
 from cascade.providers.base import Message, OutputSchema, Tool, ToolChoice
 from cascade.query import estimate_input_tokens, query_text
 from cascade.result import Attempt
+from cascade.streaming import Showing
 from cascade.structured import OutputType
 
 # Backoff between retries when the vendor gives no Retry-After: 0.5 s doubling, jittered by up to 25%.
@@ -96,6 +97,8 @@ class QueryContext:
     events: Events = field(init=False)
     # What the query asks of the state it shares with other queries and workers (cascade/fleet/): none by default.
     fleet: QueryFleet = field(default_factory=QueryFleet)
+    # A streamed query (`Cascade.stream`): what it has shown and holds. None: not streamed.
+    showing: Showing | None = None
 
     def __post_init__(self) -> None:
         self.start = self.clock()

@@ -11,7 +11,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -36,6 +36,8 @@ from cascade.providers import DEFAULT_BASE_URL_ENV, DEFAULT_KEY_ENV, get_provide
 from cascade.providers.base import OutputSchema, Provider, ProviderSettings
 from cascade.query import Query, estimate_input_tokens, normalize_query
 from cascade.result import CascadeResult
+from cascade.stream_drive import adrive_stream, drive_stream
+from cascade.streaming import STREAM_MODES, Final, Showing, StreamEvent, StreamMode
 from cascade.structured import OutputType
 from cascade.tools import normalize_tool_choice, normalize_tools
 
@@ -146,6 +148,35 @@ class Cascade:
         """
         outcomes = Batch(concurrency).map(lambda query: self.run(query, **options), list(queries))
         return _settle(outcomes, return_exceptions)
+
+    def stream(
+        self, query: Query, *, mode: StreamMode | None = None, **options: Unpack[QueryOptions]
+    ) -> Iterator[StreamEvent]:
+        """Answer one query, yielding the answer as it may be shown: `TextDelta`s (and `ToolCallDelta`s), a `Reset`
+        when what was shown is withdrawn, and `Final` with the whole result last (see `cascade.streaming`).
+
+        `mode`: `buffered` (the policy's `stream.mode` by default), `speculative` or `final`. A query that fails
+        on every tier raises, as `run` does, after a `Reset` of anything it showed.
+        """
+        ctx = self.context(query, **options)
+        showing = ctx.showing = Showing(_stream_mode(mode, ctx.policy))
+        with self.monitor.query(self, ctx) as watch:
+            for event in drive_stream(self, watch.flow(cascade_flow(ctx)), ctx.policy, showing):
+                if isinstance(event, Final):
+                    event = Final(watch.done(event.result))
+                yield event
+
+    async def astream(
+        self, query: Query, *, mode: StreamMode | None = None, **options: Unpack[QueryOptions]
+    ) -> AsyncIterator[StreamEvent]:
+        """The async twin of `stream`."""
+        ctx = self.context(query, **options)
+        showing = ctx.showing = Showing(_stream_mode(mode, ctx.policy))
+        with self.monitor.query(self, ctx) as watch:
+            async for event in adrive_stream(self, watch.flow(cascade_flow(ctx)), ctx.policy, showing):
+                if isinstance(event, Final):
+                    event = Final(watch.done(event.result))
+                yield event
 
     async def arun_many(
         self,
@@ -352,6 +383,16 @@ def _as_provider_error(exc: Exception, call: Call) -> ProviderError:
     return MalformedResponseError(
         f"{call.provider} call failed: {type(exc).__name__}: {exc}", provider=call.provider, model=call.request.model
     )
+
+
+def _stream_mode(mode: Any, policy: Policy) -> StreamMode:
+    """The call's streaming mode, else the policy's."""
+    if mode is None:
+        return policy.stream.mode
+    if mode not in STREAM_MODES:
+        raise InvalidArgumentError(f"mode must be one of {', '.join(STREAM_MODES)}, not {mode!r}")
+    chosen: StreamMode = mode
+    return chosen
 
 
 def _asked_output(given: Any) -> tuple[OutputType, OutputSchema]:

@@ -20,6 +20,7 @@ describe one vendor call (and are recorded in the trace) or the fate of a whole 
     │   ├── VendorTimeoutError          no reply within the stage's timeout
     │   ├── VendorConnectionError       the vendor could not be reached
     │   ├── MalformedResponseError      a 200 reply with no usable body (not JSON, no text, no usage)
+    │   │   └── StreamInterruptedError  a stream that broke or ended before the vendor finished the answer
     │   ├── UnusableAnswerError         a well-formed reply that is not an answer
     │   │   ├── ContentBlockedError     safety block or refusal
     │   │   ├── TruncatedError          stopped at max output tokens
@@ -68,6 +69,7 @@ __all__ = [
     "RateLimitedError",
     "ServerError",
     "SpendLimitError",
+    "StreamInterruptedError",
     "TraceError",
     "TruncatedError",
     "UnusableAnswerError",
@@ -251,6 +253,15 @@ class VendorConnectionError(ProviderError):
 
 class MalformedResponseError(ProviderError):
     """A successful status with a body that is not a usable reply (not JSON, no text, no usage)."""
+
+
+class StreamInterruptedError(MalformedResponseError):
+    """A streamed reply that broke off, or ended without the vendor's word that the answer was complete (no
+    finish reason, no final event): never taken as an answer. Retryable: the next try may stream to the end."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class UnusableAnswerError(ProviderError):

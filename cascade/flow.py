@@ -72,15 +72,23 @@ def cascade_flow(ctx: QueryContext) -> Flow:
             ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason=str(breaker))
             run.results.append(StageResult(index, "skipped"))
         else:
+            if ctx.showing is not None:
+                routed = index == run.entry and run.route.startswith("rule:")
+                ctx.showing.begin(stage.name, live=ctx.showing.live_for(judged=rules.judged[index], routed=routed))
             result, answered = yield from run_stage(ctx, index, rules.judged[index])
             run.results.append(result)
             if answered is not None:
                 run.answers[index] = answered
+            elif ctx.showing is not None:
+                ctx.showing.failed(stage.name, _last_error(ctx))
             if ctx.trace.budget_refused:  # the judge call could not be afforded once the answer was in
                 decision, run.budget_exhausted = settle(run.results, "budget exhausted"), True
                 break
         decision = decide(rules, run.entry, run.results)
         if isinstance(decision, Try) and run.results[-1].answered:
+            if ctx.showing is not None:
+                why = f"confidence {run.results[-1].confidence or 0.0:.2f} below the threshold {stage.threshold:g}"
+                ctx.showing.rejected(stage.name, why)
             ctx.event(
                 "cascade.escalate",
                 stage=stage.name,
@@ -88,7 +96,15 @@ def cascade_flow(ctx: QueryContext) -> Flow:
                 confidence=run.results[-1].confidence,
                 threshold=stage.threshold,
             )
+    if ctx.showing is not None:
+        ctx.showing.accepted(policy.stages[decision.stage].name if decision.stage is not None else None)
     return _settled(ctx, decision, _result(ctx, decision, run))
+
+
+def _last_error(ctx: QueryContext) -> str:
+    """Why the stage just tried has no answer, as its last attempt recorded it."""
+    failed = next((a.error for a in reversed(ctx.attempts) if a.error is not None), None)
+    return f"{failed.type}: {failed.message}" if failed is not None else "no answer"
 
 
 def _beyond_context_window(ctx: QueryContext, stage: Stage) -> bool:

@@ -317,6 +317,17 @@ class OutputConfig(_Strict):
         return self._schema
 
 
+class StreamConfig(_Strict):
+    """How `Cascade.stream` shows answers (a call's `mode=` replaces it)."""
+
+    mode: Literal["buffered", "speculative", "final"] = Field(
+        "buffered",
+        description="buffered: a judged stage's answer is held until its judge accepts it (unjudged and rule-routed "
+        "stages stream straight through); speculative: shown at once, withdrawn with a reset when rejected; final: "
+        "only the last stage streams.",
+    )
+
+
 class PriceOverride(_Strict):
     """USD per million tokens."""
 
@@ -339,6 +350,7 @@ class Policy(_Strict):
     budget: Budget = Field(default_factory=Budget)
     on_error: Literal["escalate", "raise"] = "escalate"
     output: OutputConfig | None = Field(None, description="A structured answer for every query (a schema file).")
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     log_text: bool = Field(False, description="Put query and answer text in log events (off: privacy).")

@@ -175,7 +175,9 @@ def answer(ctx: QueryContext, stage: Stage) -> Generator[Step, Outcome, Answer |
     """The stage's answer, recorded; None when the call failed or the reply is no answer (blocked, truncated, or
     not the structure asked for: those were billed, and are recorded as errors)."""
     request = answer_request(ctx, stage)
-    reply = yield from vendor_call(ctx, Call(stage.name, "answer", stage.provider, request), retries=stage.retries)
+    streamed = ctx.showing is not None and ctx.showing.streams(last=stage is ctx.policy.stages[-1])
+    call = Call(stage.name, "answer", stage.provider, request, stream=streamed)
+    reply = yield from vendor_call(ctx, call, retries=stage.retries)
     if reply is None:
         return None
     completion = reply.completion

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 
 from cascade.cli.common import (
@@ -21,7 +22,7 @@ from cascade.cli.preflight import check_vendors
 from cascade.cli.render import Column, Sheet, attempts_sheet, route_line, show, totals_sheets
 from cascade.cli.runner import Row, interrupted_note, query_options, run_rows
 from cascade.engine import Cascade
-from cascade.errors import BudgetExhaustedError, CascadeExhausted, UsageError, redact
+from cascade.errors import BudgetExhaustedError, CascadeExhausted, InvalidArgumentError, UsageError, redact
 from cascade.report import summarize
 from cascade.result import CascadeResult
 
@@ -77,6 +78,40 @@ def answer_one(router: Cascade, query: str, system: str | None, max_cost: float 
     out.print(result.answer, markup=False, highlight=False)
     out.print()
     show(out, attempts_sheet(result))
+    return EXIT_OK
+
+
+def stream_one(router: Cascade, query: str, system: str | None, max_cost: float | None, mode: str | None) -> int:
+    """`cascade ask --stream`: the answer printed as it arrives; a withdrawn part is marked as such (a terminal
+    cannot take back what it printed), then the attempts."""
+    from cascade.streaming import Final, Reset, TextDelta, ToolCallDelta
+
+    out = console()
+    try:
+        router.context(query, system=system, max_cost_usd=max_cost)
+    except (UsageError, ValueError) as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    check_vendors(router)
+    try:
+        for event in router.stream(query, mode=mode, system=system, max_cost_usd=max_cost):  # type: ignore[arg-type]
+            if isinstance(event, TextDelta):
+                out.file.write(event.text)
+                out.file.flush()
+            elif isinstance(event, ToolCallDelta):
+                out.file.write(f"\n[call {event.name}] " if event.name else "")
+                out.file.write(event.arguments)
+                out.file.flush()
+            elif isinstance(event, Reset):
+                out.print(f"\n[dim]-- withdrawn ({escape(event.stage)}: {escape(event.reason)}) --[/]", highlight=False)
+            elif isinstance(event, Final):
+                out.print("\n")
+                show(out, attempts_sheet(event.result))
+    except InvalidArgumentError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except (CascadeExhausted, BudgetExhaustedError) as exc:
+        out.print()
+        show(out, attempts_sheet(exc.result))
+        raise fail(str(exc), EXIT_QUERY_FAILED) from None
     return EXIT_OK
 
 

@@ -29,15 +29,26 @@ def ask(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result object as JSON.")] = False,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Budget for this query, USD.")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it arrives.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="With --stream: buffered, speculative or final (default: the policy's stream.mode)."),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Answer one query live, then show every call it made."""
     configure_logging(verbose)
-    from cascade.cli.answering import answer_one
+    from cascade.cli.answering import answer_one, stream_one
 
     if query == "-":
         query = sys.stdin.read()
+    if mode is not None and not stream:
+        raise common.fail("--mode goes with --stream", common.EXIT_USAGE)
+    if stream and json_output:
+        raise common.fail("--stream prints text as it arrives: use --json without it", common.EXIT_USAGE)
     router = common.load_router(policy)
+    if stream:
+        raise typer.Exit(stream_one(router, query, system, max_cost, mode))
     raise typer.Exit(answer_one(router, query, system, max_cost, json_output))
 
 

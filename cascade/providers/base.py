@@ -13,10 +13,11 @@ see SDK-NOTES: anthropic sleeps any `Retry-After`, google-generativeai retries 5
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -181,6 +182,42 @@ NO_KEY = "no-key"
 
 
 @dataclass(frozen=True, slots=True)
+class TextPiece:
+    """A piece of a streamed answer's text, as it arrives."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPiece:
+    """A piece of a streamed tool call: the call at `index` (in the answer's order) starts with its id and name,
+    and its arguments arrive as fragments of their JSON text."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+StreamPiece = TextPiece | ToolCallPiece
+
+
+class StreamReader(ABC):
+    """Reads one streamed reply, event by event, the same way for the sync and the async SDK stream.
+
+    `feed` takes one event of the SDK's stream and returns the pieces of answer it holds; `finish` returns the
+    whole `Completion` (text, tool calls, usage and finish reason from the stream), or raises
+    `StreamInterruptedError` when the stream ended before the vendor said the answer was complete.
+    """
+
+    @abstractmethod
+    def feed(self, event: Any) -> list[StreamPiece]: ...
+
+    @abstractmethod
+    def finish(self, latency_s: float) -> Completion: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     """How to reach one provider: key (or the variables to read it from) and base URL.
 
@@ -281,6 +318,22 @@ class Provider(ABC):
         """Map an SDK exception to cascade's tree, or None if it is not one this adapter knows."""
         return None
 
+    # Streaming, where an adapter has it: `send_stream` / `asend_stream` open the SDK's stream (sync and async),
+    # `stream_reader` reads its events. An adapter without them streams its whole answer as one piece.
+    streams: ClassVar[bool] = False
+
+    def send_stream(self, request: CompletionRequest) -> Any:
+        """Open a stream with the sync SDK client: an iterable of the SDK's events (closed after use if it can)."""
+        raise NotImplementedError
+
+    async def asend_stream(self, request: CompletionRequest) -> Any:
+        """Open a stream with the async SDK client: an async iterable of the SDK's events."""
+        raise NotImplementedError
+
+    def stream_reader(self, request: CompletionRequest) -> StreamReader:
+        """A reader for one reply to `request`."""
+        raise NotImplementedError
+
     async def aclose(self) -> None:  # noqa: B027 - optional: adapters without connections need nothing
         """Close the SDK clients' connections (the async ones belong to the running loop). Reconnects on use."""
 
@@ -299,6 +352,50 @@ class Provider(ABC):
         with self._vendor_call(request):
             reply = await self.asend(request)
             return self.parse(reply, request, time.perf_counter() - start)
+
+    def stream(self, request: CompletionRequest) -> Iterator[StreamPiece | Completion]:
+        """Send one request and yield its answer as it arrives: pieces, then the whole `Completion` last.
+
+        Errors are those of `complete`, raised where the stream breaks; the call's deadline holds for the whole
+        stream. An adapter that does not stream yields its whole answer as one piece.
+        """
+        if not self.streams:
+            completion = self.complete(request)
+            yield from _whole(completion)
+            return
+        start = time.perf_counter()
+        with self._vendor_call(request):
+            events = self.send_stream(request)
+            reader = self.stream_reader(request)
+            try:
+                for event in events:
+                    yield from reader.feed(event)
+            finally:
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
+            yield reader.finish(time.perf_counter() - start)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamPiece | Completion]:
+        """The async twin of `stream` (the engine bounds the whole stream with the call's timeout)."""
+        if not self.streams:
+            for item in _whole(await self.acomplete(request)):
+                yield item
+            return
+        start = time.perf_counter()
+        with self._vendor_call(request):
+            events = await self.asend_stream(request)
+            reader = self.stream_reader(request)
+            try:
+                async for event in events:
+                    for piece in reader.feed(event):
+                        yield piece
+            finally:
+                # An SDK's AsyncStream has `close`, an async generator `aclose`: either ends the connection.
+                close = getattr(events, "aclose", None) or getattr(events, "close", None)
+                if close is not None:
+                    await close()
+            yield reader.finish(time.perf_counter() - start)
 
     def error_for(self, exc: Exception, request: CompletionRequest) -> ProviderError:
         """cascade's error for an exception raised while sending or parsing (not one of cascade's own).
@@ -328,6 +425,23 @@ class Provider(ABC):
             raise
         except Exception as exc:
             raise self.error_for(exc, request) from exc
+
+
+def whole_pieces(completion: Completion) -> list[StreamPiece]:
+    """A completion's answer as pieces: its text in one, each tool call in one (none when it is no answer)."""
+    if not completion.usable:
+        return []
+    pieces: list[StreamPiece] = [TextPiece(completion.text)] if completion.text else []
+    for i, call in enumerate(completion.tool_calls):
+        arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        pieces.append(ToolCallPiece(i, call.id, call.name, arguments))
+    return pieces
+
+
+def _whole(completion: Completion) -> Iterator[StreamPiece | Completion]:
+    """A completion streamed as one piece (an adapter that does not stream)."""
+    yield from whole_pieces(completion)
+    yield completion
 
 
 def error_for_status(

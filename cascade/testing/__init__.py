@@ -7,7 +7,14 @@
 
 from cascade.testing import wire
 from cascade.testing.fake_server import FakeVendorServer, RecordedRequest
-from cascade.testing.scripted import ScriptedProvider, completion, is_judge_request, judge_json, judge_reply
+from cascade.testing.scripted import (
+    ScriptedProvider,
+    Streamed,
+    completion,
+    is_judge_request,
+    judge_json,
+    judge_reply,
+)
 from cascade.testing.wire import FakeReply
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "FakeVendorServer",
     "RecordedRequest",
     "ScriptedProvider",
+    "Streamed",
     "completion",
     "is_judge_request",
     "judge_json",

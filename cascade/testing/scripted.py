@@ -11,15 +11,36 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from cascade.errors import ProviderError
-from cascade.providers.base import Completion, CompletionRequest, Provider, ToolCall
+from cascade.providers.base import (
+    Completion,
+    CompletionRequest,
+    Provider,
+    StreamPiece,
+    TextPiece,
+    ToolCall,
+    whole_pieces,
+)
 from cascade.testing._inflight import InFlight
 
-Reply = Completion | ProviderError | str
+
+@dataclass(frozen=True)
+class Streamed:
+    """A streamed reply for `ScriptedProvider.stream`: these pieces (text, or `TextPiece` / `ToolCallPiece`), then
+    `then`: the whole completion (by default one made of the text pieces), or an error raised where the stream
+    breaks off. Given to `complete`, it answers as the stream would have ended."""
+
+    pieces: Sequence[str | StreamPiece]
+    then: Completion | ProviderError | None = None
+    delay_s: float = 0.0  # between pieces
+
+
+Reply = Completion | ProviderError | str | Streamed
 Script = Callable[[CompletionRequest], Reply]
 
 
@@ -129,13 +150,49 @@ class ScriptedProvider(Provider):
                 await asyncio.sleep(self.delay_s)
             return self._reply(request)
 
+    def stream(self, request: CompletionRequest) -> Iterator[StreamPiece | Completion]:
+        with self._calling(request):
+            reply = self._reply(request)
+            if not isinstance(reply, Streamed):
+                yield from whole_pieces(completed := self.parse(reply, request, 0.0))
+                yield completed
+                return
+            for piece in _pieces(reply):
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                yield piece
+            yield self.parse(reply, request, 0.0)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamPiece | Completion]:
+        with self._calling(request):
+            reply = self._reply(request)
+            if not isinstance(reply, Streamed):
+                completed = self.parse(reply, request, 0.0)
+                for item in [*whole_pieces(completed), completed]:
+                    yield item
+                return
+            for piece in _pieces(reply):
+                if reply.delay_s:
+                    await asyncio.sleep(reply.delay_s)
+                yield piece
+            yield self.parse(reply, request, 0.0)
+
     def parse(self, reply: Any, request: CompletionRequest, latency_s: float) -> Completion:
+        if isinstance(reply, Streamed):
+            if reply.then is not None:
+                return self.parse(reply.then, request, latency_s)
+            text = "".join(p.text for p in _pieces(reply) if isinstance(p, TextPiece))
+            return completion(text, model=request.model, provider=self.name, input_tokens=_tokens(request))
         if isinstance(reply, ProviderError):
             raise reply
         if isinstance(reply, str):
             return completion(reply, model=request.model, provider=self.name, input_tokens=_tokens(request))
         assert isinstance(reply, Completion)
         return reply
+
+
+def _pieces(reply: Streamed) -> list[StreamPiece]:
+    return [TextPiece(p) if isinstance(p, str) else p for p in reply.pieces]
 
 
 def _tokens(request: CompletionRequest) -> int:
