@@ -6,6 +6,9 @@ different objects; each adapter turns its object back into that JSON (camelCase 
 reason, usage, function call and block logic lives here once. The other way, `contents` and
 `function_calling_config` build a request's turns and tool choice as dicts keyed by the protos' field names
 (`function_call`, `allowed_function_names`), which google-genai's types and the legacy protos both accept.
+
+`streamGenerateContent` sends the same reply as a series of chunks, each shaped like a whole reply; `ChunkReader`
+reads them as they come and hands the reply they make up to the same `parse_completion`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
-from cascade.errors import BadRequestError, MalformedResponseError, ProviderError
+from cascade.errors import BadRequestError, MalformedResponseError, ProviderError, StreamInterruptedError
 from cascade.providers.base import (
     Completion,
     FinishReason,
     Message,
+    StreamPiece,
+    StreamReader,
+    TextPiece,
     ToolCall,
+    ToolCallPiece,
     ToolChoice,
     error_for_status,
 )
@@ -135,6 +142,95 @@ def parse_completion(body: Mapping[str, Any], *, provider: str, requested_model:
         tool_calls=tuple(calls),
         **common,
     )
+
+
+class ChunkReader(StreamReader):
+    """One `streamGenerateContent` reply, read chunk by chunk; each chunk is wire JSON (`to_wire` makes it of
+    what the SDK hands over), shaped like a whole generateContent reply.
+
+    A chunk carries the next parts of the candidate (text, or a function call: whole, in one chunk), and the
+    running `usageMetadata`; the last one adds the `finishReason` and the final counts. A prompt blocked outright
+    is one chunk of `promptFeedback`. At the end the chunks, merged into one reply (parts in order, the latest
+    of everything else), go through `parse_completion`, so a streamed answer reads exactly as the same answer
+    unstreamed. A stream without the finish reason or the block (cut off, or closed early) is no answer:
+    `StreamInterruptedError`.
+    """
+
+    def __init__(self, to_wire: Callable[[Any], Mapping[str, Any]], *, provider: str, requested_model: str) -> None:
+        self._to_wire = to_wire
+        self._provider = provider
+        self._requested_model = requested_model
+        self._body: dict[str, Any] = {}  # the reply's fields but its candidates, the latest of each
+        self._candidate: dict[str, Any] = {}  # the candidate's fields but its content
+        self._parts: list[Any] = []
+        self._calls = 0
+
+    def _model(self) -> str:
+        return str(self._body.get("modelVersion") or self._requested_model)
+
+    def _malformed(self, problem: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"{self._provider}: streamGenerateContent chunk {problem}", provider=self._provider, model=self._model()
+        )
+
+    def feed(self, event: Any) -> list[StreamPiece]:
+        chunk = self._to_wire(event)
+        for key, value in chunk.items():
+            if key != "candidates":
+                self._body[key] = value
+        candidates = chunk.get("candidates")
+        if not candidates:
+            return []
+        candidate = candidates[0] if isinstance(candidates, list) else None
+        if not _is_mapping(candidate):
+            raise self._malformed("has a candidate that is not an object")
+        for key, value in candidate.items():
+            if key == "logprobsResult" and _is_mapping(value):
+                self._add_logprobs(value)
+            elif key != "content":
+                self._candidate[key] = value
+        parts = (candidate.get("content") or {}).get("parts") or []
+        if not isinstance(parts, list):
+            raise self._malformed("has parts that are not a list")
+        pieces: list[StreamPiece] = []
+        for part in parts:
+            if not _is_mapping(part):
+                continue
+            self._parts.append(part)
+            call = part.get("functionCall")
+            if call is not None:
+                # The id and parsed arguments `parse_completion` will give this call, so the pieces match the end.
+                tool_call = _tool_call(call, self._calls, self._malformed, part.get("thoughtSignature"))
+                pieces.append(ToolCallPiece(self._calls, tool_call.id, tool_call.name, json.dumps(tool_call.arguments)))
+                self._calls += 1
+                continue
+            text = part.get("text")
+            if isinstance(text, str) and text and not part.get("thought"):
+                pieces.append(TextPiece(text))
+        return pieces
+
+    def _add_logprobs(self, result: Mapping[str, Any]) -> None:
+        # Each chunk's log-probabilities are those of its own tokens: in order, they are the reply's.
+        merged = self._candidate.setdefault("logprobsResult", {})
+        for key, steps in result.items():
+            if isinstance(steps, list):
+                merged[key] = [*merged.get(key, ()), *steps]
+
+    def finish(self, latency_s: float) -> Completion:
+        feedback = self._body.get("promptFeedback")
+        blocked = _is_mapping(feedback) and bool(feedback.get("blockReason"))
+        if self._candidate.get("finishReason") is None and not blocked:
+            raise StreamInterruptedError(
+                f"{self._provider}: the stream ended without a finish reason (an answer cut short)",
+                provider=self._provider,
+                model=self._model(),
+            )
+        body = dict(self._body)
+        if self._candidate or self._parts:
+            body["candidates"] = [{**self._candidate, "content": {"role": "model", "parts": self._parts}}]
+        return parse_completion(
+            body, provider=self._provider, requested_model=self._requested_model, latency_s=latency_s
+        )
 
 
 def _tool_call(

@@ -4,11 +4,18 @@ Same client options (`api_key`, `base_url`, `max_retries`, `http_client`), same 
 `APITimeoutError`, `APIConnectionError`, `APIResponseValidationError`) and the same aiohttp bridge
 (`DefaultAioHttpClient`). So the clients, their closing and the translation of SDK errors live here once; each
 adapter adds its request, its reply parsing and how it words a status error.
+
+Both stream the same way too: an SSE body read by the SDK's `Stream` / `AsyncStream`. The adapters hand the
+base that stream led by a `StreamOpened` event (the request id, which only the HTTP headers carry), and with a
+transport failure while its body is read marked as a stream that broke off (`_BrokenStream`), which the SDKs
+alone do not tell apart from a connection that failed before any reply (openai) or do not wrap at all (anthropic).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx2
@@ -16,6 +23,7 @@ import httpx2
 from cascade.errors import (
     MalformedResponseError,
     ProviderError,
+    StreamInterruptedError,
     VendorConnectionError,
     VendorTimeoutError,
     register_secret,
@@ -37,6 +45,72 @@ S = TypeVar("S", bound=_Closes)
 A = TypeVar("A", bound=_ClosesAsync)
 
 
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The first event of an adapter's stream: what only the reply's HTTP headers say."""
+
+    request_id: str | None
+
+
+class _BrokenStream(Exception):
+    """The transport failed while a stream's body was being read (the failure is its cause)."""
+
+
+class _Events:
+    """The SDK's sync stream, led by `StreamOpened`; a transport failure part way raises `_BrokenStream`."""
+
+    def __init__(self, stream: Any, request_id_header: str, sdk: Any) -> None:
+        self._stream = stream
+        self._events = self._read(request_id_header, sdk)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._events
+
+    def _read(self, request_id_header: str, sdk: Any) -> Generator[Any, None, None]:
+        yield StreamOpened(_header(self._stream, request_id_header))
+        try:
+            yield from self._stream
+        except (sdk.APITimeoutError, httpx2.TimeoutException):
+            raise  # a stall: a timeout, not a break
+        except (sdk.APIConnectionError, httpx2.TransportError) as exc:
+            raise _BrokenStream() from exc
+
+    def close(self) -> None:
+        self._events.close()
+        self._stream.close()
+
+
+class _AsyncEvents:
+    """The async twin of `_Events`, over the SDK's `AsyncStream`."""
+
+    def __init__(self, stream: Any, request_id_header: str, sdk: Any) -> None:
+        self._stream = stream
+        self._events = self._read(request_id_header, sdk)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._events
+
+    async def _read(self, request_id_header: str, sdk: Any) -> AsyncGenerator[Any, None]:
+        yield StreamOpened(_header(self._stream, request_id_header))
+        try:
+            async for event in self._stream:
+                yield event
+        except (sdk.APITimeoutError, httpx2.TimeoutException):
+            raise
+        except (sdk.APIConnectionError, httpx2.TransportError) as exc:
+            raise _BrokenStream() from exc
+
+    async def close(self) -> None:
+        await self._events.aclose()
+        await self._stream.close()
+
+
+def _header(stream: Any, name: str) -> str | None:
+    response = getattr(stream, "response", None)
+    value = response.headers.get(name) if isinstance(response, httpx2.Response) else None
+    return value if isinstance(value, str) and value else None
+
+
 class StainlessProvider(Provider, Generic[S, A]):
     """An adapter over a Stainless SDK: one sync client, one async client per event loop, no SDK retries.
 
@@ -50,6 +124,8 @@ class StainlessProvider(Provider, Generic[S, A]):
     # Passed explicitly: with `base_url=None` the SDKs read OPENAI_BASE_URL / ANTHROPIC_BASE_URL (anthropic also a
     # profile on disk) even when the settings name another variable.
     default_base_url: ClassVar[str]
+    # The response header that carries the request id (what the SDK sets `_request_id` from).
+    request_id_header: ClassVar[str]
 
     def __init__(
         self, settings: ProviderSettings | None = None, *, client: S | None = None, async_client: A | None = None
@@ -95,13 +171,44 @@ class StainlessProvider(Provider, Generic[S, A]):
         if async_ is not None:
             await async_.close()
 
+    def _events(self, stream: Any) -> _Events:
+        """The SDK's sync stream as `send_stream` returns it."""
+        return _Events(stream, self.request_id_header, self.sdk)
+
+    def _async_events(self, stream: Any) -> _AsyncEvents:
+        """The SDK's async stream as `asend_stream` returns it."""
+        return _AsyncEvents(stream, self.request_id_header, self.sdk)
+
     def _status_message(self, exc: Any) -> str:
         """The words of an `APIStatusError`, as the vendor put them."""
         return str(exc.message)
 
+    def _streamed_error_status(self, exc: Any) -> int | None:
+        """The HTTP status an error the vendor sent inside a stream (after its 200) stands for; None when `exc`
+        is not such an error."""
+        return None
+
     def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         sdk, name = self.sdk, self.name
         where = {"provider": name, "model": request.model}
+        if isinstance(exc, sdk.APIError) and (status := self._streamed_error_status(exc)) is not None:
+            response = getattr(exc, "response", None)
+            headers = dict(response.headers) if isinstance(response, httpx2.Response) else {}
+            message = f"{self._status_message(exc)} (an error event in the stream)"
+            return error_for_status(status, message, provider=name, model=request.model, body=exc.body, headers=headers)
+        if isinstance(exc, _BrokenStream):
+            cause = exc.__cause__
+            # openai wraps httpx2's error in its APIConnectionError; anthropic lets it through.
+            root = cause.__cause__ if isinstance(cause, sdk.APIConnectionError) and cause.__cause__ else cause
+            if isinstance(root, httpx2.DecodingError):
+                return MalformedResponseError(f"{name}: reply body cannot be decoded ({root})", **where)
+            why = f"{type(root).__name__}: {root}"
+            return StreamInterruptedError(f"{name}: the stream broke off before its end ({why})", **where)
+        if isinstance(exc, httpx2.TimeoutException):
+            # anthropic's stream lets httpx2's errors through: a stall past the timeout while the body is read.
+            return VendorTimeoutError(f"{name}: no reply within {request.timeout_s:g} s", **where)
+        if isinstance(exc, httpx2.DecodingError):
+            return MalformedResponseError(f"{name}: reply body cannot be decoded ({exc})", **where)
         if isinstance(exc, sdk.APIStatusError):
             message, headers = self._status_message(exc), dict(exc.response.headers)
             return error_for_status(

@@ -11,6 +11,11 @@ A structured answer is asked for with `output_config.format` where the model has
 forced call of a tool named after the schema, whose input is then the answer's text (see `_native_output`).
 Tool results go back as `tool_result` blocks in a user turn: all results of one assistant turn in one user turn,
 as the API requires.
+
+Streamed (`stream=True`), the reply comes as events: `message_start` (id, model, input and cache usage), per
+content block a `content_block_start`, its deltas and a `content_block_stop`, then `message_delta` (stop reason,
+the usage so far) and `message_stop`. They are gathered into the `Message` they stand for, which `parse` reads as
+it reads an unstreamed one. The forced output tool's input streams out as the answer's text.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import anthropic  # first: the registry names the missing extra from the first failed import
@@ -34,9 +40,20 @@ from anthropic.types import (
     UserMessageParam,
 )
 
-from cascade.errors import InvalidQueryError, MalformedResponseError
-from cascade.providers._stainless import StainlessProvider
-from cascade.providers.base import Completion, CompletionRequest, FinishReason, Tool, ToolCall, ToolChoice
+from cascade.errors import InvalidQueryError, MalformedResponseError, StreamInterruptedError
+from cascade.providers._stainless import StainlessProvider, StreamOpened
+from cascade.providers.base import (
+    Completion,
+    CompletionRequest,
+    FinishReason,
+    StreamPiece,
+    StreamReader,
+    TextPiece,
+    Tool,
+    ToolCall,
+    ToolCallPiece,
+    ToolChoice,
+)
 from cascade.providers.usage import anthropic_detail
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -49,6 +66,20 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     # A turn that ends in calls is a finished turn (but "other" if it holds no call).
     "tool_use": "stop",
     # Anything else (`pause_turn`: a server tool paused) is "other".
+}
+# The HTTP status each error type stands for (the API's error docs), for an `error` event inside a stream: the
+# reply's own status was 200. An unknown type is the vendor failing after it took the request: a server error.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
 }
 
 
@@ -65,12 +96,23 @@ class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAn
     client_class = anthropic.Anthropic
     async_client_class = anthropic.AsyncAnthropic
     default_base_url = "https://api.anthropic.com"
+    request_id_header = "request-id"
+    streams = True
 
     def send(self, request: CompletionRequest) -> Any:
         return self._sync.get().messages.create(**_arguments(request))
 
     async def asend(self, request: CompletionRequest) -> Any:
         return await self._async.get().messages.create(**_arguments(request))
+
+    def send_stream(self, request: CompletionRequest) -> Any:
+        return self._events(self._sync.get().messages.create(**_arguments(request), stream=True))
+
+    async def asend_stream(self, request: CompletionRequest) -> Any:
+        return self._async_events(await self._async.get().messages.create(**_arguments(request), stream=True))
+
+    def stream_reader(self, request: CompletionRequest) -> StreamReader:
+        return _EventReader(self, request)
 
     def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a body that is not
@@ -174,6 +216,164 @@ class AnthropicProvider(StainlessProvider[anthropic.Anthropic, anthropic.AsyncAn
     def _status_message(self, exc: Any) -> str:
         message = exc.api_message or exc.message
         return f"{exc.type}: {message}" if exc.type else str(message)
+
+    def _streamed_error_status(self, exc: Any) -> int | None:
+        # The SDK raises an `error` event as an APIStatusError of the stream's own response: status 200.
+        if not isinstance(exc, self.sdk.APIStatusError) or exc.status_code >= 400:
+            return None
+        return _ERROR_TYPE_STATUS.get(exc.type or "", 500)
+
+
+# The deltas that carry a block's content: the field with the fragment, and the kind of block it belongs to.
+_DELTAS = {
+    "text_delta": ("text", "text"),
+    "input_json_delta": ("partial_json", "tool_use"),
+    "thinking_delta": ("thinking", "thinking"),
+}
+
+
+@dataclass
+class _Block:
+    """One content block of a streamed reply, as far as it has come."""
+
+    start: Any  # the block as `content_block_start` gave it
+    parts: list[str] = field(default_factory=list)  # its text, thinking or input JSON, in fragments
+    signature: str | None = None  # a thinking block's
+    call: int | None = None  # a tool call's place among the reply's calls
+    answer: bool = False  # the forced output tool's input: the answer's text
+
+
+class _EventReader(StreamReader):
+    """One streamed reply, event by event: its pieces as they come, then the `Message` they add up to."""
+
+    def __init__(self, provider: AnthropicProvider, request: CompletionRequest) -> None:
+        self._provider, self._request = provider, request
+        self._output_tool = _output_tool_name(request)
+        self._request_id: str | None = None
+        self._message: Any = None  # message_start's
+        self._usage: dict[str, Any] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._calls = 0
+        self._answered = False  # an output tool block started (parse takes the first one only)
+        self._stop: Any = None  # message_delta's delta: stop reason and details
+        self._stopped = False
+
+    def _malformed(self, problem: str) -> MalformedResponseError:
+        name = self._provider.name
+        return MalformedResponseError(f"{name}: Messages stream {problem}", provider=name, model=self._request.model)
+
+    def feed(self, event: Any) -> list[StreamPiece]:
+        if isinstance(event, StreamOpened):
+            self._request_id = event.request_id
+            return []
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self._message = getattr(event, "message", None)
+            usage = getattr(self._message, "usage", None)
+            self._usage = usage.to_dict() if isinstance(usage, anthropic.BaseModel) else {}
+            return []
+        if kind in ("content_block_start", "content_block_delta", "message_delta") and self._message is None:
+            raise self._malformed(f"has a {kind} event before message_start")
+        if kind == "content_block_start":
+            return self._start(event)
+        if kind == "content_block_delta":
+            return self._delta(event)
+        if kind == "message_delta":
+            self._stop = getattr(event, "delta", None)
+            usage = getattr(event, "usage", None)
+            # Its counts are totals so far, and the ones it leaves out keep message_start's value.
+            if isinstance(usage, anthropic.BaseModel):
+                self._usage.update(usage.to_dict(exclude_none=True))
+        elif kind == "message_stop":
+            self._stopped = True
+        # content_block_stop and ping carry nothing more; event types added later are passed over, as the API's
+        # versioning policy asks of clients.
+        return []
+
+    def _start(self, event: Any) -> list[StreamPiece]:
+        index, start = getattr(event, "index", None), getattr(event, "content_block", None)
+        if type(index) is not int or start is None:
+            raise self._malformed("has a content_block_start without an index or a block")
+        block = self._blocks[index] = _Block(start)
+        kind = getattr(start, "type", None)
+        if kind == "text":
+            text = getattr(start, "text", None) or ""
+            block.parts.append(text)
+            return [TextPiece(text)] if text else []
+        if kind == "thinking":
+            block.parts.append(getattr(start, "thinking", None) or "")
+            block.signature = getattr(start, "signature", None)
+        elif kind == "tool_use":
+            call_id, name = getattr(start, "id", None), getattr(start, "name", None)
+            if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name):
+                raise self._malformed("has a tool_use block without an id or a name")
+            if name != self._output_tool:
+                block.call, self._calls = self._calls, self._calls + 1
+                return [ToolCallPiece(block.call, call_id, name, "")]
+            # The forced output tool's input is the answer's text; parse takes the first such call only.
+            block.answer = not self._answered
+            self._answered = True
+        return []
+
+    def _delta(self, event: Any) -> list[StreamPiece]:
+        index, delta = getattr(event, "index", None), getattr(event, "delta", None)
+        block = self._blocks.get(index) if type(index) is int else None
+        if block is None:
+            raise self._malformed("has a content_block_delta for a block that never started")
+        kind, block_kind = getattr(delta, "type", None), getattr(block.start, "type", None)
+        if kind == "signature_delta":
+            block.signature = getattr(delta, "signature", None)
+            return []
+        if kind not in _DELTAS:
+            return []  # citations_delta and later kinds: nothing the answer's text or calls hold
+        fragment_field, expected = _DELTAS[kind]
+        fragment = getattr(delta, fragment_field, None)
+        if block_kind != expected or not isinstance(fragment, str):
+            raise self._malformed(f"has a {kind} that does not fit its {block_kind} block")
+        block.parts.append(fragment)
+        if not fragment or kind == "thinking_delta":
+            return []
+        if kind == "text_delta" or block.answer:
+            return [TextPiece(fragment)]
+        return [ToolCallPiece(block.call, None, None, fragment)] if block.call is not None else []
+
+    def finish(self, latency_s: float) -> Completion:
+        name = self._provider.name
+        if not self._stopped:
+            raise StreamInterruptedError(
+                f"{name}: Messages stream ended before message_stop", provider=name, model=self._request.model
+            )
+        if self._message is None:
+            raise self._malformed("has no message_start")
+        stop = self._stop
+        message = Message.construct(
+            id=getattr(self._message, "id", None),
+            type="message",
+            role="assistant",
+            model=getattr(self._message, "model", None),
+            content=[self._block(self._blocks[i]) for i in sorted(self._blocks)],
+            stop_reason=getattr(stop, "stop_reason", None),
+            stop_sequence=getattr(stop, "stop_sequence", None),
+            stop_details=getattr(stop, "stop_details", None),
+            usage=anthropic.types.Usage.construct(**self._usage),
+        )
+        message._request_id = self._request_id
+        return self._provider.parse(message, self._request, latency_s)
+
+    def _block(self, block: _Block) -> Any:
+        kind, text = getattr(block.start, "type", None), "".join(block.parts)
+        if kind == "text":
+            return {"type": "text", "text": text, "citations": getattr(block.start, "citations", None)}
+        if kind == "thinking":
+            return {"type": "thinking", "thinking": text, "signature": block.signature}
+        if kind == "tool_use":
+            try:
+                # A call without arguments may stream no JSON at all: its input stays the start's `{}`.
+                arguments = json.loads(text) if text.strip() else getattr(block.start, "input", None)
+            except ValueError:
+                raise self._malformed(f"has a tool_use block whose input is not JSON: {text[:120]!r}") from None
+            return {"type": "tool_use", "id": block.start.id, "name": block.start.name, "input": arguments}
+        return block.start  # a block parse passes over (redacted thinking, server tools)
 
 
 def _arguments(request: CompletionRequest) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 A structured answer is asked for with `responseMimeType: application/json` and the JSON Schema as it is
 (`responseJsonSchema`); tools are function declarations with JSON Schema parameters, the tool choice a
 `functionCallingConfig` mode. Calls come back as `functionCall` parts, answered with `functionResponse` parts.
+
+Streams are `streamGenerateContent?alt=sse`: the SDK yields each SSE event as a reply of its own, raises an `error`
+event as its `APIError` (so a 503 mid-stream is `OverloadedError`, as it is before the stream), and leaves breaks and
+stalls to httpx2 (or aiohttp), whose exceptions `translate` knows; `_gemini_wire.ChunkReader` reads the events.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import sys
 import urllib.request
 import weakref
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +32,7 @@ from cascade.errors import MalformedResponseError, ProviderError, VendorConnecti
 from cascade.providers import _gemini_wire as gemini
 from cascade.providers._clients import Lazy, PerLoop, require_aiohttp
 from cascade.providers._transport import DeadlineTransport
-from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings
+from cascade.providers.base import Completion, CompletionRequest, Provider, ProviderSettings, StreamReader
 
 # Fields of the SDK's response object that are not part of the reply body.
 _NOT_WIRE = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
@@ -42,6 +47,7 @@ class GoogleProvider(Provider):
 
     name = "google"
     returns_logprobs = True
+    streams = True
 
     def __init__(self, settings: ProviderSettings | None = None, *, client: genai.Client | None = None) -> None:
         super().__init__(settings)
@@ -130,9 +136,20 @@ class GoogleProvider(Provider):
     async def asend(self, request: CompletionRequest) -> types.GenerateContentResponse:
         return await self._async_models().generate_content(**self._arguments(request))
 
+    def send_stream(self, request: CompletionRequest) -> Iterator[types.GenerateContentResponse]:
+        # A generator: the request goes out on the first `next`, inside the base's error handling and deadline.
+        return self._client.get().models.generate_content_stream(**self._arguments(request))
+
+    async def asend_stream(self, request: CompletionRequest) -> AsyncIterator[types.GenerateContentResponse]:
+        return await self._async_models().generate_content_stream(**self._arguments(request))
+
+    def stream_reader(self, request: CompletionRequest) -> StreamReader:
+        return gemini.ChunkReader(_wire_body, provider=self.name, requested_model=request.model)
+
     def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
-        body = response.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_NOT_WIRE)
-        return gemini.parse_completion(body, provider=self.name, requested_model=request.model, latency_s=latency_s)
+        return gemini.parse_completion(
+            _wire_body(response), provider=self.name, requested_model=request.model, latency_s=latency_s
+        )
 
     def translate(self, exc: Exception, request: CompletionRequest) -> ProviderError | None:
         where = {"provider": self.name, "model": request.model}
@@ -163,6 +180,10 @@ class GoogleProvider(Provider):
                 return VendorTimeoutError(
                     f"google: no reply within {request.timeout_s:g} s ({type(exc).__name__})", **where
                 )
+            broken_off = (aiohttp.http_exceptions.ContentLengthError, aiohttp.http_exceptions.TransferEncodingError)
+            if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(exc.__cause__, broken_off):
+                # A body that ended short of its length or last chunk: the connection broke mid-reply.
+                return VendorConnectionError(f"google: {type(exc).__name__}: {exc}", **where)
             if isinstance(exc, aiohttp.ClientPayloadError):  # a body it read but could not decompress
                 return MalformedResponseError(f"google: reply body cannot be decoded ({exc})", **where)
             if isinstance(exc, aiohttp.ClientError):
@@ -174,6 +195,12 @@ class GoogleProvider(Provider):
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
             return MalformedResponseError(f"google: reply body does not fit generateContent: {problems}", **where)
         return None
+
+
+def _wire_body(response: types.GenerateContentResponse) -> dict[str, Any]:
+    """The reply (or one chunk of a stream) as the wire JSON it was read from."""
+    body: dict[str, Any] = response.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_NOT_WIRE)
+    return body
 
 
 def _structure(request: CompletionRequest) -> dict[str, Any]:

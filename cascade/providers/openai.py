@@ -5,6 +5,10 @@ system prompt as a first `system` message, and asks for log-probabilities only w
 A structured answer is asked for with `response_format` (`json_schema`, strict when the schema has a strict form)
 and comes back as the message's text; tools are `function` tools, and their calls come back as `tool_calls` with
 the arguments as JSON text.
+
+Streamed, the same request asks for `stream_options.include_usage`: the usage then comes in one last chunk with no
+choices, after the chunk with the finish reason. The chunks are gathered into the `ChatCompletion` they stand for,
+which `parse` reads as it reads an unstreamed one.
 """
 
 from __future__ import annotations
@@ -15,11 +19,24 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import openai  # first: the registry names the missing extra from the first failed import
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
 
-from cascade.errors import InvalidQueryError, MalformedResponseError
-from cascade.providers._stainless import StainlessProvider
-from cascade.providers.base import Completion, CompletionRequest, FinishReason, Message, Tool, ToolCall, ToolChoice
+from cascade.errors import InvalidQueryError, MalformedResponseError, StreamInterruptedError
+from cascade.providers._stainless import StainlessProvider, StreamOpened
+from cascade.providers.base import (
+    Completion,
+    CompletionRequest,
+    FinishReason,
+    Message,
+    StreamPiece,
+    StreamReader,
+    TextPiece,
+    Tool,
+    ToolCall,
+    ToolCallPiece,
+    ToolChoice,
+)
 from cascade.providers.usage import openai_detail
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -33,6 +50,20 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 # The API rejects top_logprobs above 20.
 _MAX_TOP_LOGPROBS = 20
+# What an error sent inside a stream (`{"error": {...}}` after the 200) stands for, by its code, else its type.
+# Anything else is the vendor failing after it took the request: a server error.
+_STREAMED_ERROR_STATUS = {
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "invalid_api_key": 401,
+    "server_is_overloaded": 503,
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "tokens": 429,  # the type of a rate limit on tokens
+    "requests": 429,  # and on requests
+    "server_error": 500,
+}
 
 
 class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
@@ -48,6 +79,8 @@ class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
     client_class = openai.OpenAI
     async_client_class = openai.AsyncOpenAI
     default_base_url = "https://api.openai.com/v1"
+    request_id_header = "x-request-id"
+    streams = True
 
     def _arguments(self, request: CompletionRequest) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
@@ -85,6 +118,17 @@ class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
 
     async def asend(self, request: CompletionRequest) -> Any:
         return await self._async.get().chat.completions.create(**self._arguments(request))
+
+    def send_stream(self, request: CompletionRequest) -> Any:
+        stream = self._sync.get().chat.completions.create(**self._arguments(request), **_STREAMING)
+        return self._events(stream)
+
+    async def asend_stream(self, request: CompletionRequest) -> Any:
+        stream = await self._async.get().chat.completions.create(**self._arguments(request), **_STREAMING)
+        return self._async_events(stream)
+
+    def stream_reader(self, request: CompletionRequest) -> StreamReader:
+        return _ChunkReader(self, request)
 
     def parse(self, response: Any, request: CompletionRequest, latency_s: float) -> Completion:
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a 200 body whose
@@ -152,6 +196,140 @@ class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
         body = exc.body
         message = body.get("message") if isinstance(body, dict) else None
         return str(message or exc.message)
+
+    def _streamed_error_status(self, exc: Any) -> int | None:
+        # The SDK raises its bare APIError for an `{"error": ...}` chunk (its subclasses are for the other cases).
+        sdk = self.sdk
+        if isinstance(exc, sdk.APIStatusError | sdk.APIConnectionError | sdk.APIResponseValidationError):
+            return None
+        body = exc.body if isinstance(exc.body, dict) else {}
+        code, kind = str(body.get("code")), str(body.get("type"))
+        return _STREAMED_ERROR_STATUS.get(code, _STREAMED_ERROR_STATUS.get(kind, 500))
+
+
+_STREAMING: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+
+
+class _ChunkReader(StreamReader):
+    """One streamed reply, chunk by chunk: its pieces as they come, then the `ChatCompletion` they add up to."""
+
+    def __init__(self, provider: OpenAIProvider, request: CompletionRequest) -> None:
+        self._provider, self._request = provider, request
+        self._request_id: str | None = None
+        self._id: str | None = None
+        self._model: str | None = None
+        self._created: int = 0
+        self._text: list[str] | None = None  # None: no content at all (null, as beside tool calls)
+        self._refusal: list[str] | None = None
+        self._calls: dict[int, dict[str, Any]] = {}  # by the vendor's index, in the order they started
+        self._logprobs: Any = None  # the first chunk's that has any: it holds the first token's
+        self._finish_reason: str | None = None
+        self._usage: Any = None
+
+    def _malformed(self, problem: str) -> MalformedResponseError:
+        name = self._provider.name
+        return MalformedResponseError(f"{name}: chat stream {problem}", provider=name, model=self._request.model)
+
+    def _interrupted(self, problem: str) -> StreamInterruptedError:
+        name = self._provider.name
+        return StreamInterruptedError(f"{name}: chat stream {problem}", provider=name, model=self._request.model)
+
+    def feed(self, event: Any) -> list[StreamPiece]:
+        if isinstance(event, StreamOpened):
+            self._request_id = event.request_id
+            return []
+        if not isinstance(event, ChatCompletionChunk):
+            raise self._malformed(f"has an event that is not a chunk but {type(event).__name__}")
+        self._id = event.id if isinstance(event.id, str) and event.id else self._id
+        self._model = event.model if isinstance(event.model, str) and event.model else self._model
+        self._created = event.created if isinstance(event.created, int) else self._created
+        if event.usage is not None:
+            self._usage = event.usage
+        if not isinstance(event.choices, list):
+            raise self._malformed("has a chunk whose choices are not a list")
+        pieces: list[StreamPiece] = []
+        for choice in event.choices:
+            if getattr(choice, "index", 0) == 0:  # one choice asked for (n=1)
+                pieces += self._choice(choice)
+        return pieces
+
+    def _choice(self, choice: Any) -> list[StreamPiece]:
+        delta = getattr(choice, "delta", None)
+        if delta is None:
+            raise self._malformed("has a choice without a delta")
+        pieces: list[StreamPiece] = []
+        content, refusal = getattr(delta, "content", None), getattr(delta, "refusal", None)
+        if not (content is None or isinstance(content, str)) or not (refusal is None or isinstance(refusal, str)):
+            raise self._malformed("has a delta whose content is not text")
+        if content is not None:
+            self._text = self._text if self._text is not None else []
+            self._text.append(content)
+            if content:
+                pieces.append(TextPiece(content))
+        if refusal is not None:  # not an answer: kept for the completion, never streamed out as text
+            self._refusal = self._refusal if self._refusal is not None else []
+            self._refusal.append(refusal)
+        calls = getattr(delta, "tool_calls", None)
+        if calls is not None and not isinstance(calls, list):
+            raise self._malformed("has tool_calls that are not a list")
+        for call in calls or ():
+            pieces += self._tool_call(call)
+        logprobs = getattr(choice, "logprobs", None)
+        if self._logprobs is None and getattr(logprobs, "content", None):
+            self._logprobs = logprobs
+        reason = getattr(choice, "finish_reason", None)
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise self._malformed(f"has a finish_reason that is not text: {reason!r}")
+            self._finish_reason = reason
+        return pieces
+
+    def _tool_call(self, call: Any) -> list[StreamPiece]:
+        index, function = getattr(call, "index", None), getattr(call, "function", None)
+        fragment = getattr(function, "arguments", None) or ""
+        if type(index) is not int or not isinstance(fragment, str):
+            raise self._malformed("has a tool call delta without an index, or arguments that are not text")
+        known = self._calls.get(index)
+        if known is not None:
+            known["arguments"].append(fragment)
+            return [ToolCallPiece(known["ordinal"], None, None, fragment)] if fragment else []
+        call_id, name = getattr(call, "id", None), getattr(function, "name", None)
+        if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name):
+            raise self._malformed("starts a tool call without an id or a name")
+        ordinal = len(self._calls)
+        kind = getattr(call, "type", None) or "function"
+        self._calls[index] = {"ordinal": ordinal, "id": call_id, "type": kind, "name": name, "arguments": [fragment]}
+        return [ToolCallPiece(ordinal, call_id, name, fragment)]
+
+    def finish(self, latency_s: float) -> Completion:
+        if self._finish_reason is None:
+            raise self._interrupted("ended before its finish reason")
+        if self._usage is None:
+            # Asked for with include_usage, the usage comes in the last chunk the vendor sends (then `[DONE]`):
+            # a stream without it was cut after the finish reason, and a reply whose tokens are not known cannot
+            # be priced. (An OpenAI-compatible server that ignores stream_options ends up here on every stream.)
+            raise self._interrupted("ended without its usage chunk (the last one the vendor sends)")
+        tool_calls = [
+            {"id": c["id"], "type": c["type"], "function": {"name": c["name"], "arguments": "".join(c["arguments"])}}
+            for c in self._calls.values()
+        ]
+        message = ChatCompletionMessage.construct(
+            role="assistant",
+            content=None if self._text is None else "".join(self._text),
+            refusal=None if self._refusal is None else "".join(self._refusal),
+            tool_calls=tool_calls or None,
+        )
+        choice = Choice.construct(index=0, message=message, finish_reason=self._finish_reason, logprobs=self._logprobs)
+        completion = ChatCompletion.construct(
+            id=self._id or "",
+            object="chat.completion",
+            created=self._created,
+            model=self._model or "",
+            choices=[choice],
+            usage=self._usage,
+        )
+        completion._request_id = self._request_id
+        return self._provider.parse(completion, self._request, latency_s)
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 It speaks just enough of each wire format for the native SDKs: `POST /v1/chat/completions` (OpenAI),
 `POST /v1/messages` (Anthropic), `POST /v1beta/models/{m}:generateContent` and `/v1/models/{m}:generateContent`
-(Gemini, new and legacy SDK). Replies come from a script (a queue per vendor) or from a responder function,
-and every request is recorded for assertions, as is the most it held at once (`peak_in_flight`). Point an
-adapter at `server.url` through its base-URL setting.
+(Gemini, new and legacy SDK; `:streamGenerateContent` too). Replies come from a script (a queue per vendor) or from
+a responder function, and every request is recorded for assertions, as is the most it held at once
+(`peak_in_flight`). Point an adapter at `server.url` through its base-URL setting.
 
     with FakeVendorServer() as server:
         server.script("openai", wire.openai_chat("4", prompt_tokens=12, completion_tokens=1))
@@ -32,7 +32,7 @@ from cascade.testing.wire import FakeReply
 Vendor = str  # "openai" | "anthropic" | "google"
 Responder = Callable[["RecordedRequest"], FakeReply]
 
-_GEMINI_PATH = re.compile(r"^/(v1|v1beta)/models/([^/:]+):generateContent$")
+_GEMINI_PATH = re.compile(r"^/(v1|v1beta)/models/([^/:]+):(?:stream)?[gG]enerateContent$")
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,12 @@ def _make_handler(owner: FakeVendorServer) -> type[BaseHTTPRequestHandler]:
             head = f"HTTP/1.1 {reply.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             raw = head.encode("latin-1") + b"\r\n"
             try:
-                if not reply.trickle_s:
+                if reply.cut_after is not None:
+                    # The content-length above promises the whole payload: the client reads a body cut short.
+                    self.wfile.write(raw + payload[: reply.cut_after])
+                    self.wfile.flush()
+                    self._hang_up()
+                elif not reply.trickle_s:
                     self.wfile.write(raw + payload)
                 elif reply.trickle_headers:
                     self._trickle(raw + payload, reply.trickle_s)

@@ -29,6 +29,9 @@ class FakeReply:
     # headers too, unless `trickle_headers` is False (then only the body trickles).
     trickle_s: float = 0.0
     trickle_headers: bool = True
+    # Send the status line, the headers (whose content-length promises the whole body) and only this many bytes of
+    # the body, then close the connection: a stream broken part way, as the client sees it.
+    cut_after: int | None = None
 
 
 def _short_id(*parts: object) -> str:
@@ -134,6 +137,89 @@ def _openai_message(
     return message
 
 
+def openai_stream(
+    text: str | Sequence[str] | None,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    model: str = "gpt-4o-mini-2024-07-18",
+    finish_reason: str | None = None,
+    refusal: str | None = None,
+    cached_tokens: int = 0,
+    tool_calls: Sequence[Mapping[str, Any]] | None = None,
+    usage: bool = True,
+    error: Mapping[str, Any] | None = None,
+) -> FakeReply:
+    """A streamed Chat Completions reply (`stream=True` with `stream_options.include_usage`), as SSE.
+
+    `text` streams as the content deltas given (a str: one delta per 6 characters); `tool_calls` as in
+    `openai_chat`, each call's arguments in fragments of 6 characters. The finish reason comes in a chunk of its
+    own, then the usage chunk (none with `usage=False`: a stream cut there) and `[DONE]`. `error` (fields of an
+    error object: `message`, `type`, `code`) ends the stream after its content with the `{"error": ...}` chunk
+    the API sends when it fails mid-stream.
+    """
+    if finish_reason is None:
+        finish_reason = "tool_calls" if tool_calls else "stop"
+    chunk_id = "chatcmpl-" + _short_id("stream", text, prompt_tokens, model)
+
+    def chunk(delta: dict[str, Any] | None, reason: str | None = None, **extra: Any) -> dict[str, Any]:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]
+        head = {"id": chunk_id, "object": "chat.completion.chunk", "created": 1732838400, "model": model}
+        return {**head, "system_fingerprint": "fp_0ba0d124f1", "choices": choices, "usage": None, **extra}
+
+    # The first chunk names the role, with empty content before text and null content before tool calls.
+    chunks = [chunk({"role": "assistant", "content": None if tool_calls else "", "refusal": None})]
+    pieces = [] if text is None else _pieces(text) if isinstance(text, str) else list(text)
+    chunks += [chunk({"content": piece}) for piece in pieces]
+    chunks += [chunk({"refusal": piece}) for piece in _pieces(refusal or "")]
+    for i, call in enumerate(tool_calls or ()):
+        args = call["arguments"] if isinstance(call["arguments"], str) else json.dumps(call["arguments"])
+        call_id = call.get("id") or "call_" + _short_id("call", i, call["name"])
+        start = {"index": i, "id": call_id, "type": "function", "function": {"name": call["name"], "arguments": ""}}
+        chunks.append(chunk({"tool_calls": [start]}))
+        chunks += [chunk({"tool_calls": [{"index": i, "function": {"arguments": a}}]}) for a in _pieces(args)]
+    events = [_sse_data(c) for c in chunks]
+    if error is not None:
+        fields = {"message": "The server had an error while processing your request.", "type": "server_error"}
+        events.append(_sse_data({"error": {**fields, "param": None, "code": None, **error}}))
+        return FakeReply(200, "".join(events), _openai_stream_headers(chunk_id))
+    events.append(_sse_data(chunk({}, finish_reason)))
+    if usage:
+        counts = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+        events.append(_sse_data(chunk(None, usage=counts)))
+    events.append("data: [DONE]\n\n")
+    return FakeReply(200, "".join(events), _openai_stream_headers(chunk_id))
+
+
+def _openai_stream_headers(chunk_id: str) -> dict[str, str]:
+    return {
+        "content-type": "text/event-stream; charset=utf-8",
+        "x-request-id": "req_" + _short_id("openai-stream", chunk_id),
+        "openai-processing-ms": "207",
+        "openai-version": "2020-10-01",
+    }
+
+
+def _pieces(text: str, size: int = 6) -> list[str]:
+    """Text cut into the deltas a stream sends it in."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _sse_data(payload: Mapping[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
 def openai_error(
     status: int, message: str, *, type_: str, code: str | None, retry_after: float | None = None
 ) -> FakeReply:
@@ -199,6 +285,82 @@ def anthropic_message(
     if stop_details is not None:
         body["stop_details"] = dict(stop_details)
     headers = {"content-type": "application/json", "request-id": "req_01" + _short_id("anthropic", text)[:22]}
+    return FakeReply(200, body, headers)
+
+
+def anthropic_stream(
+    text: str | Sequence[str] | None,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    model: str = "claude-3-5-sonnet-20241022",
+    stop_reason: str | None = None,
+    cache_read_input_tokens: int = 0,
+    cache_creation_input_tokens: int = 0,
+    thinking: str | None = None,
+    stop_details: Mapping[str, Any] | None = None,
+    tool_uses: Sequence[Mapping[str, Any]] | None = None,
+    error: tuple[str, str] | None = None,
+) -> FakeReply:
+    """A streamed Messages reply (`stream=True`), as SSE: `message_start`, each block's start, deltas and stop,
+    `message_delta`, `message_stop`, with a `ping` after the first block starts as the API sends.
+
+    `text` is one text block, streamed as the deltas given (a str: one delta per 6 characters); `thinking` puts a
+    thinking block first; `tool_uses` as in `anthropic_message`, each input streamed as `input_json_delta`
+    fragments (an input given as a str is sent as that raw JSON text). `error=(type, message)` ends the stream
+    after its content blocks with an `error` event (e.g. `overloaded_error`), as the API does when it fails
+    mid-stream.
+    """
+    if stop_reason is None:
+        stop_reason = "tool_use" if tool_uses else "end_turn"
+    message_id = "msg_01" + _short_id("stream", text, input_tokens)[:22]
+    cache = {
+        "cache_creation_input_tokens": cache_creation_input_tokens,
+        "cache_read_input_tokens": cache_read_input_tokens,
+    }
+    usage = {
+        "input_tokens": input_tokens,
+        **cache,
+        "cache_creation": {"ephemeral_5m_input_tokens": cache_creation_input_tokens, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 1,
+        "service_tier": "standard",
+    }
+    start = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": []}
+    message = {**start, "stop_reason": None, "stop_sequence": None, "usage": usage}
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": message})]
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if thinking is not None:
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in _pieces(thinking)]
+        signature = "EqQBCkgIARABGAIiQ" + _short_id("signature", thinking)
+        deltas.append({"type": "signature_delta", "signature": signature})
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
+    if text is not None:
+        pieces = _pieces(text) if isinstance(text, str) else list(text)
+        blocks.append(({"type": "text", "text": ""}, [{"type": "text_delta", "text": piece} for piece in pieces]))
+    for i, use in enumerate(tool_uses or ()):
+        use_id = use.get("id") or "toolu_01" + _short_id("tool_use", i, use["name"])[:22]
+        raw = use["input"] if isinstance(use["input"], str) else json.dumps(dict(use["input"]))
+        deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in ["", *_pieces(raw)]]
+        blocks.append(({"type": "tool_use", "id": use_id, "name": use["name"], "input": {}}, deltas))
+    for index, (block, deltas) in enumerate(blocks):
+        events.append(("content_block_start", {"index": index, "content_block": block}))
+        if index == 0:
+            events.append(("ping", {}))
+        events += [("content_block_delta", {"index": index, "delta": delta}) for delta in deltas]
+        events.append(("content_block_stop", {"index": index}))
+    if error is not None:
+        events.append(("error", {"error": {"type": error[0], "message": error[1]}}))
+    else:
+        delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": None}
+        if stop_details is not None:
+            delta["stop_details"] = dict(stop_details)
+        final_usage = {"input_tokens": input_tokens, **cache, "output_tokens": output_tokens}
+        events += [("message_delta", {"delta": delta, "usage": final_usage}), ("message_stop", {})]
+    body = "".join(f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n" for kind, data in events)
+    headers = {
+        "content-type": "text/event-stream; charset=utf-8",
+        "request-id": "req_01" + _short_id("anthropic-stream", text)[:22],
+    }
     return FakeReply(200, body, headers)
 
 
@@ -279,6 +441,78 @@ def _gemini_function_call(call: Mapping[str, Any]) -> dict[str, Any]:
     if call.get("thought_signature") is not None:
         part["thoughtSignature"] = call["thought_signature"]
     return part
+
+
+def gemini_stream(
+    texts: Sequence[str],
+    *,
+    prompt_tokens: int,
+    output_tokens: int,
+    thoughts_tokens: int = 0,
+    cached_tokens: int = 0,
+    model: str = "gemini-1.5-flash-002",
+    finish_reason: str | None = "STOP",
+    block_reason: str | None = None,
+    function_calls: Sequence[Mapping[str, Any]] = (),
+    error: tuple[int, str, str] | None = None,
+    json_array: bool = False,
+) -> FakeReply:
+    """A streamGenerateContent reply: Server-Sent Events (`alt=sse`, what google-genai asks for), or with
+    `json_array` one JSON array of chunks with numbered enums (the legacy SDK's REST transport).
+
+    Each of `texts` is one chunk's text, with the running usage (only the prompt counted, as the API sends it); the
+    last chunk adds the `function_calls` (whole), the finishReason and the final usage. The last chunk's
+    counts, ids and model are those `gemini_content` gives for the whole text, so a stream and the same answer
+    unstreamed read alike. `finish_reason=None` leaves the last chunk out (a stream that ends early); `error`,
+    `(status, grpc_status, message)`, sends an error event after the texts instead of it; `block_reason` is a
+    prompt blocked outright, one chunk.
+    """
+    whole = gemini_content(
+        "".join(texts) if texts else None,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        thoughts_tokens=thoughts_tokens,
+        cached_tokens=cached_tokens,
+        model=model,
+        finish_reason=finish_reason or "STOP",
+        block_reason=block_reason,
+        function_calls=function_calls,
+    ).body
+    running = {
+        "promptTokenCount": prompt_tokens,
+        "totalTokenCount": prompt_tokens,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+    }
+
+    def partial(text: str) -> dict[str, Any]:
+        content = {"parts": [{"text": text}], "role": "model"}
+        return {
+            "candidates": [{"content": content}],
+            "usageMetadata": running,
+            "modelVersion": model,
+            "responseId": whole["responseId"],
+        }
+
+    chunks: list[dict[str, Any]]
+    if block_reason:
+        chunks = [whole]
+    elif finish_reason is None or error is not None:
+        chunks = [partial(text) for text in texts]
+        if error is not None:
+            chunks.append(gemini_error(*error).body)
+    else:
+        last = whole["candidates"][0]
+        parts: list[dict[str, Any]] = [] if not texts else [{"text": texts[-1]}]
+        parts += [_gemini_function_call(call) for call in function_calls]
+        if parts:
+            last["content"] = {"parts": parts, "role": "model"}
+        chunks = [*(partial(text) for text in texts[:-1]), whole]
+    if json_array:
+        # Pretty-printed, as the API sends it; the SDK's parser skips the whitespace between values.
+        array = "[" + ",\r\n".join(json.dumps(_numbered_enums(c), indent=2) for c in chunks) + "]"
+        return FakeReply(200, array, {"content-type": "application/json; charset=UTF-8"})
+    events = "".join(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks)
+    return FakeReply(200, events, {"content-type": "text/event-stream", "content-disposition": "attachment"})
 
 
 def gemini_error(status: int, grpc_status: str, message: str, *, retry_delay_s: float | None = None) -> FakeReply:
