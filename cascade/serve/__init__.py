@@ -5,8 +5,10 @@
     GET  /health                200 while the server runs (no key needed)
 
 The pieces: `app` (the Starlette app and its routes: `create_app(router, ServeConfig(...))`), `shapes` (OpenAI's
-request and response bodies from and to cascade's), `auth` (server keys and the bearer-token check) and `limits`
-(request size and requests in flight). The command (`cascade serve`) runs the app on uvicorn; docs/serve.md says
+request and response bodies from and to cascade's; `messages` and `features` check a request's messages, tools
+and response format), `stream` and `chunks` (`stream: true`: server-sent events in OpenAI's chunk format),
+`api_error` (the OpenAI-shaped error), `auth` (server keys and the bearer-token check) and `limits` (request size
+and requests in flight). The command (`cascade serve`) runs the app on uvicorn; docs/serve.md says
 what is accepted and what each status means.
 
 Starlette and uvicorn come with the `serve` extra; `import cascade` imports neither.

@@ -1,14 +1,16 @@
 """The Starlette app behind `cascade serve`: OpenAI's chat-completions API in front of a `Cascade`.
 
 `create_app(router, config)` takes a router you built (injected providers, your own policies), so tests and
-embedders serve exactly what they would call. Each request runs `router.arun` on the server's event loop; the
-router's async clients are closed when the app shuts down.
+embedders serve exactly what they would call. Each request runs `router.arun` (or, with `stream: true`,
+`router.astream`: `cascade.serve.stream`) on the server's event loop; the router's async clients are closed when
+the app shuts down.
 
 Statuses: 200 an answer; 400 a request that cannot be answered as sent (the field is named in `error.param`);
 401 a missing or wrong server key; 404 a model (policy) not served; 413 a body over the size limit; 429 over the
 concurrency limit (with Retry-After); 502 no tier answered (every tier failed, or the budget allowed none), with
 the query id and `x-should-retry: false` (the policy's own retries were made); 500 a fault of the server, which
-says only the query id to look up in the server's events, never a traceback. Every error is OpenAI-shaped JSON.
+says only the query id to look up in the server's events, never a traceback. Every error is OpenAI-shaped JSON;
+once a stream has started, an error is its last event, with the same body.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from cascade.errors import (
@@ -41,18 +43,19 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the serve extra is part
     raise MissingDependencyError("serve", "serve", "starlette") from exc
 
 from cascade.engine import Cascade
+from cascade.serve.api_error import APIError
 from cascade.serve.auth import BearerAuth
 from cascade.serve.limits import InFlightLimit, read_body
 from cascade.serve.shapes import (
-    APIError,
     ChatRequest,
     completion_body,
     model_body,
     models_body,
+    no_answer_error,
     parse_chat_request,
     summary_headers,
-    trace_body,
 )
+from cascade.serve.stream import open_stream
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # about 250,000 tokens of text
 DEFAULT_MAX_CONCURRENCY = 64
@@ -116,10 +119,11 @@ class _Server:
     async def chat(self, request: Request) -> Response:
         self.check_key(request)
         query_id = secrets.token_hex(8)
-        with self.limit.slot():
+        with ExitStack() as slot:  # a stream takes the slot over, and gives it back when it ends
+            slot.enter_context(self.limit.slot())
             chat = parse_chat_request(await read_body(request, self.max_body_bytes), self.router.policies)
             try:
-                return await self._answer(chat, query_id)
+                return await self._answer(chat, query_id, slot)
             except APIError:
                 raise
             except Exception as exc:  # a fault of the server: the caller gets the query id, the events get the rest
@@ -128,15 +132,15 @@ class _Server:
                 )
                 raise APIError(500, f"internal error (query id {query_id})", extra={"query_id": query_id}) from None
 
-    async def _answer(self, chat: ChatRequest, query_id: str) -> Response:
+    async def _answer(self, chat: ChatRequest, query_id: str, slot: ExitStack) -> Response:
         try:
-            result = await self.router.arun(
-                chat.messages, policy=chat.policy, max_cost_usd=chat.max_cost_usd, query_id=query_id
-            )
+            if chat.stream:
+                return await open_stream(self.router, chat, query_id, slot)
+            result = await self.router.arun(chat.messages, **chat.run_options(query_id))
         except InvalidQueryError as exc:
             raise APIError(400, str(exc), param="messages", code="invalid_query") from None
         except (CascadeExhausted, BudgetExhaustedError) as exc:
-            raise _no_answer(exc, chat.trace) from None
+            raise no_answer_error(exc, chat.trace) from None
         return JSONResponse(completion_body(result, int(time.time()), chat.trace), headers=summary_headers(result))
 
     async def models(self, request: Request) -> Response:
@@ -153,21 +157,6 @@ class _Server:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
-
-
-def _no_answer(exc: CascadeExhausted | BudgetExhaustedError, trace: bool) -> APIError:
-    """502 for a query no tier answered: its id, the last error, and the trace summary in the headers."""
-    result = exc.result
-    message = redact(str(exc))
-    last = next((a.error for a in reversed(result.attempts) if a.error is not None), None)
-    if last is not None and last.message not in message:
-        message += f"; last error: {last.type}: {redact(last.message)}"
-    extra: dict[str, object] = {"query_id": result.query_id}
-    if trace:
-        extra["cascade"] = trace_body(result)
-    code = "budget_exhausted" if isinstance(exc, BudgetExhaustedError) else "cascade_exhausted"
-    headers = {**summary_headers(result), "x-should-retry": "false"}
-    return APIError(502, message, code=code, headers=headers, extra=extra)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from starlette.requests import Request
 
 from cascade.errors import InvalidArgumentError
-from cascade.serve.shapes import APIError
+from cascade.serve.api_error import APIError
 
 RETRY_AFTER_S = 1
 

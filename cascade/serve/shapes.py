@@ -2,29 +2,39 @@
 
 A request names a served policy as its model (`"cascade/<policy name>"`) and sends chat messages. The policy
 decides each stage's model, sampling and output length, so request fields that would set them (`temperature`,
-`max_tokens`, `tools`, ...) are refused with 400 naming the field, rather than silently ignored. Accepted: `model`,
-`messages` (text only: a string or text parts), `stream` (false: streaming is not served yet), `n` (1), `user`
-(an end-user id; cascade does not use it) and the extension `cascade`: `{"trace": true}` adds the trace to the
-reply, `{"max_cost_usd": 0.01}` is the query's budget.
+`max_tokens`, ...) are refused with 400 naming the field, rather than silently ignored. Accepted: `model`,
+`messages` (text, assistant tool calls and tool results: `cascade.serve.messages`), `tools`, `tool_choice`,
+`parallel_tool_calls` and `response_format` (`cascade.serve.features`), `stream` and `stream_options`
+(`include_usage`), `n` (1), `user` (an end-user id; cascade does not use it) and the extension `cascade`:
+`{"trace": true}` adds the trace to the reply, `{"max_cost_usd": 0.01}` is the query's budget, and
+`{"stream_mode": "buffered"}` (or `speculative`, `final`) how a stream shows answers (the policy's by default).
 
-A reply is a `chat.completion`: the accepted answer as the one choice, `model` the model that gave it, and `usage`
-the tokens of every call the cascade made (answers, judges, the classifier). The trace summary is also in
-`x-cascade-*` headers on every answer and on a 502.
+A reply is a `chat.completion`: the accepted answer as the one choice (text, the JSON of a structured answer, or
+tool calls), `model` the model that gave it, and `usage` the tokens of every call the cascade made (answers,
+judges, the classifier). The trace summary is also in `x-cascade-*` headers on every answer and on a 502 (a
+stream carries it in its last chunk instead: `cascade.serve.chunks`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.result import CascadeResult
+from cascade.engine import QueryOptions
+from cascade.errors import BudgetExhaustedError, CascadeExhausted, redact
+from cascade.result import CascadeResult, ToolCallResult
+from cascade.serve.api_error import APIError as APIError  # re-exported: the error of every reply
+from cascade.serve.api_error import bad_request as _bad
+from cascade.serve.features import FIELDS as FEATURE_FIELDS
+from cascade.serve.features import Features, parse_features
+from cascade.serve.messages import parse_messages
+from cascade.streaming import STREAM_MODES, StreamMode
 
 MODEL_PREFIX = "cascade/"
-ACCEPTED_FIELDS = frozenset({"model", "messages", "stream", "n", "user", "cascade"})
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ACCEPTED_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n", "user", "cascade", *FEATURE_FIELDS})
 # What a reply's `cascade` field and the x-cascade-* headers say about the query.
 SUMMARY_FIELDS = (
     "query_id",
@@ -38,52 +48,32 @@ SUMMARY_FIELDS = (
     "route",
     "budget_exhausted",
 )
-_DEFAULT_TYPE = {401: "authentication_error", 429: "rate_limit_error", 500: "server_error", 502: "upstream_error"}
-
-
-class APIError(Exception):
-    """An error reply of the server, in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
-
-    Raised inside the app and turned into its response there; it never reaches a library caller.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type_: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type_ or _DEFAULT_TYPE.get(status, "invalid_request_error")
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-
-    def body(self) -> dict[str, Any]:
-        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return {"error": {**error, **self.extra}}
+_EXTENSION_FIELDS = ("trace", "max_cost_usd", "stream_mode")
 
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A chat-completion request, checked: the policy to run and the messages as cascade takes them."""
+    """A chat-completion request, checked: the policy to run, the messages as cascade takes them, and how."""
 
     policy: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     max_cost_usd: float | None = None
     trace: bool = False
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a usage chunk before [DONE]
+    stream_mode: StreamMode | None = None  # None: the policy's
+    features: Features = field(default_factory=Features)
 
-
-def _bad(message: str, param: str | None, code: str = "invalid_request") -> APIError:
-    return APIError(400, message, param=param, code=code)
+    def run_options(self, query_id: str) -> QueryOptions:
+        """What `Cascade.arun` / `astream` are given besides the messages."""
+        return {
+            "policy": self.policy,
+            "max_cost_usd": self.max_cost_usd,
+            "query_id": query_id,
+            "tools": self.features.tools,
+            "tool_choice": self.features.tool_choice,
+            "output_type": self.features.output_type,
+        }
 
 
 def model_id(policy: str) -> str:
@@ -98,13 +88,6 @@ def parse_chat_request(body: bytes, policies: Collection[str]) -> ChatRequest:
         raise _bad("the request body is not JSON", None, "invalid_json") from None
     if not isinstance(data, dict):
         raise _bad("the request body must be a JSON object", None)
-    stream = data.get("stream")
-    if stream is True:
-        raise _bad(
-            "streaming is not supported yet: send `stream: false` or leave it out", "stream", "unsupported_parameter"
-        )
-    if stream not in (None, False):
-        raise _bad("`stream` must be true or false", "stream")
     for name in data:
         if name not in ACCEPTED_FIELDS:
             raise _bad(
@@ -113,13 +96,36 @@ def parse_chat_request(body: bytes, policies: Collection[str]) -> ChatRequest:
                 name,
                 "unsupported_parameter",
             )
+    stream = data.get("stream")
+    if stream not in (None, True, False):
+        raise _bad("`stream` must be true or false", "stream")
+    include_usage = _stream_options(data.get("stream_options"), stream=bool(stream))
     if data.get("n") not in (None, 1):
         raise _bad("`n` must be 1: a cascade returns one answer", "n")
     if not isinstance(data.get("user"), str | None):
         raise _bad("`user` must be a string", "user")
     policy = _policy(data.get("model"), policies)
-    max_cost, trace = _extension(data.get("cascade"))
-    return ChatRequest(policy, _messages(data.get("messages")), max_cost, trace)
+    max_cost, trace, mode = _extension(data.get("cascade"), stream=bool(stream))
+    messages = parse_messages(data.get("messages"))
+    features = parse_features(data)
+    return ChatRequest(policy, messages, max_cost, trace, bool(stream), include_usage, mode, features)
+
+
+def _stream_options(value: Any, *, stream: bool) -> bool:
+    """`stream_options`: only with `stream: true` (as OpenAI says); `include_usage` is its one field."""
+    if value is None:
+        return False
+    if not stream:
+        raise _bad("stream_options is only allowed when stream is true", "stream_options")
+    if not isinstance(value, dict):
+        raise _bad('stream_options must be an object such as {"include_usage": true}', "stream_options")
+    for name in value:
+        if name != "include_usage":
+            raise _bad(f"stream_options.{name} is not supported (include_usage)", f"stream_options.{name}")
+    include = value.get("include_usage", False)
+    if not isinstance(include, bool):
+        raise _bad("stream_options.include_usage must be true or false", "stream_options.include_usage")
+    return include
 
 
 def _policy(model: Any, policies: Collection[str]) -> str:
@@ -132,15 +138,16 @@ def _policy(model: Any, policies: Collection[str]) -> str:
     return name
 
 
-def _extension(value: Any) -> tuple[float | None, bool]:
-    """The `cascade` extension field: `max_cost_usd` and `trace`."""
+def _extension(value: Any, *, stream: bool) -> tuple[float | None, bool, StreamMode | None]:
+    """The `cascade` extension field: `max_cost_usd`, `trace` and (for a stream) `stream_mode`."""
     if value is None:
-        return None, False
+        return None, False, None
     if not isinstance(value, dict):
         raise _bad('`cascade` must be an object such as {"trace": true, "max_cost_usd": 0.01}', "cascade")
     for name in value:
-        if name not in ("trace", "max_cost_usd"):
-            raise _bad(f"cascade.{name} is not a field (accepted: trace, max_cost_usd)", f"cascade.{name}")
+        if name not in _EXTENSION_FIELDS:
+            accepted = ", ".join(_EXTENSION_FIELDS)
+            raise _bad(f"cascade.{name} is not a field (accepted: {accepted})", f"cascade.{name}")
     trace = value.get("trace", False)
     if not isinstance(trace, bool):
         raise _bad("cascade.trace must be true or false", "cascade.trace")
@@ -149,42 +156,12 @@ def _extension(value: Any) -> tuple[float | None, bool]:
         isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost) or cost <= 0
     ):
         raise _bad("cascade.max_cost_usd must be a positive number of US dollars", "cascade.max_cost_usd")
-    return (float(cost) if cost is not None else None), trace
-
-
-def _messages(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise _bad("`messages` must be a non-empty list of {role, content} messages", "messages")
-    messages = []
-    for i, message in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise _bad(f"{where} must be an object with a role and a content", where)
-        for name in message:
-            if name not in ("role", "content"):
-                raise _bad(f"{where}.{name} is not supported: a message has a role and a content", f"{where}.{name}")
-        role = message.get("role")
-        if role not in ROLES:
-            raise _bad(f"{where}.role must be system, developer, user or assistant (got {role!r})", f"{where}.role")
-        messages.append({"role": ROLES[role], "content": _content(message.get("content"), f"{where}.content")})
-    return messages
-
-
-def _content(value: Any, where: str) -> str:
-    """A message's text: a string, or text parts joined by newlines."""
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list) or not value:
-        raise _bad(f"{where} must be a string or a list of text parts", where)
-    texts = []
-    for j, part in enumerate(value):
-        here = f"{where}[{j}]"
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise _bad(f'{here}: only text parts are supported ({{"type": "text", "text": "..."}})', here)
-        if set(part) != {"type", "text"}:
-            raise _bad(f"{here} has fields other than type and text", here)
-        texts.append(part["text"])
-    return "\n".join(texts)
+    mode = value.get("stream_mode")
+    if mode is not None and not stream:
+        raise _bad("cascade.stream_mode is only allowed when stream is true", "cascade.stream_mode")
+    if mode is not None and mode not in STREAM_MODES:
+        raise _bad(f"cascade.stream_mode must be one of {', '.join(STREAM_MODES)}", "cascade.stream_mode")
+    return (float(cost) if cost is not None else None), trace, mode
 
 
 def completion_body(result: CascadeResult, created: int, trace: bool) -> dict[str, Any]:
@@ -194,15 +171,9 @@ def completion_body(result: CascadeResult, created: int, trace: bool) -> dict[st
         "id": f"chatcmpl-{result.query_id}",
         "object": "chat.completion",
         "created": created,
-        "model": _answered_by(result),
+        "model": answered_by(result),
         "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.answer, "refusal": None},
-                "logprobs": None,
-                # cascade accepts only an answer that ended on its own: a cut-off or refused one escalates.
-                "finish_reason": "stop",
-            }
+            {"index": 0, "message": assistant_message(result), "logprobs": None, "finish_reason": finish_reason(result)}
         ],
         "usage": usage(result),
     }
@@ -211,7 +182,36 @@ def completion_body(result: CascadeResult, created: int, trace: bool) -> dict[st
     return body
 
 
-def _answered_by(result: CascadeResult) -> str | None:
+def assistant_message(result: CascadeResult) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: its text (a structured answer's JSON), or its tool calls with
+    whatever text came with them (null when none did)."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.answer, "refusal": None}
+    if result.tool_calls:
+        message["content"] = result.answer or None
+        message["tool_calls"] = [tool_call_body(call) for call in result.tool_calls]
+    return message
+
+
+def finish_reason(result: CascadeResult) -> str:
+    # cascade accepts only an answer that ended on its own: a cut-off or refused one escalates.
+    return "tool_calls" if result.tool_calls else "stop"
+
+
+def tool_call_body(call: ToolCallResult) -> dict[str, Any]:
+    """One tool call as OpenAI gives it (arguments as JSON text). A Gemini thought signature goes where Google's
+    OpenAI-compatible API puts it, `extra_content.google.thought_signature`: the engine reads it back from there
+    when the caller sends the call back in the conversation."""
+    body: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
+    }
+    if call.signature is not None:
+        body["extra_content"] = {"google": {"thought_signature": call.signature}}
+    return body
+
+
+def answered_by(result: CascadeResult) -> str | None:
     """The model the vendor says answered, else the policy's id for it."""
     answers = [a for a in result.attempts if a.role == "answer" and a.stage == result.stage and a.error is None]
     return (answers[-1].served_by if answers else None) or result.model
@@ -233,16 +233,17 @@ def usage(result: CascadeResult) -> dict[str, Any]:
     }
 
 
+def summary_body(result: CascadeResult, dumped: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trace summary: what the x-cascade-* headers say, as JSON (a stream's last chunk carries it)."""
+    dumped = dumped if dumped is not None else result.model_dump(mode="json")
+    summary = {name: dumped[name] for name in SUMMARY_FIELDS}
+    return {**summary, "policy": dumped["policy"], "stages_tried": result.stages_tried()}
+
+
 def trace_body(result: CascadeResult, dumped: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `cascade` field: the summary, the stages tried and every call (attempt) the query made."""
     dumped = dumped if dumped is not None else result.model_dump(mode="json")
-    summary = {name: dumped[name] for name in SUMMARY_FIELDS}
-    return {
-        **summary,
-        "policy": dumped["policy"],
-        "stages_tried": result.stages_tried(),
-        "attempts": dumped["attempts"],
-    }
+    return {**summary_body(result, dumped), "attempts": dumped["attempts"]}
 
 
 def summary_headers(result: CascadeResult) -> dict[str, str]:
@@ -260,7 +261,23 @@ def summary_headers(result: CascadeResult) -> dict[str, str]:
         "escalations": str(result.escalations),
         "route": result.route,
     }
-    return {f"x-cascade-{name}": _header(value) for name, value in values.items()}
+    return {f"x-cascade-{name}": ascii_header(value) for name, value in values.items()}
+
+
+def no_answer_error(exc: CascadeExhausted | BudgetExhaustedError, trace: bool) -> APIError:
+    """502 for a query no tier answered: its id, the last error, and the trace summary in the headers (a stream
+    that has started sends the same body as its last event)."""
+    result = exc.result
+    message = redact(str(exc))
+    last = next((a.error for a in reversed(result.attempts) if a.error is not None), None)
+    if last is not None and last.message not in message:
+        message += f"; last error: {last.type}: {redact(last.message)}"
+    extra: dict[str, object] = {"query_id": result.query_id}
+    if trace:
+        extra["cascade"] = trace_body(result)
+    code = "budget_exhausted" if isinstance(exc, BudgetExhaustedError) else "cascade_exhausted"
+    headers = {**summary_headers(result), "x-should-retry": "false"}
+    return APIError(502, message, code=code, headers=headers, extra=extra)
 
 
 def _usd(value: float) -> str:
@@ -268,7 +285,7 @@ def _usd(value: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def _header(value: str) -> str:
+def ascii_header(value: str) -> str:
     """A header value as printable ASCII: anything else (a newline in a stage name) is escaped, never sent raw."""
     return "".join(c if " " <= c <= "~" else f"\\u{ord(c):04x}" for c in value)
 
