@@ -113,6 +113,14 @@ class Vendor(ABC):
     def tool_calls(self, calls: list[dict[str, Any]], *, input_tokens: int, output_tokens: int) -> FakeReply:
         """A turn of tool calls (`{"id", "name", "arguments"}` each), and no text."""
 
+    @abstractmethod
+    def streamed(self, texts: list[str], *, input_tokens: int, output_tokens: int, **fields: Any) -> FakeReply:
+        """A streamed answer in the vendor's SSE format, one event per text (`fields` in the builder's names)."""
+
+    @abstractmethod
+    def overloaded_mid_stream(self, texts: list[str]) -> FakeReply:
+        """A stream that sends these texts, then the vendor's overloaded error inside the stream."""
+
     def scored(self, top_logprobs: Mapping[str, float]) -> FakeReply:
         """A judge's score token with its top log-probabilities (for vendors that return them)."""
         token = max(top_logprobs, key=lambda candidate: top_logprobs[candidate])
@@ -164,6 +172,15 @@ class OpenAI(Vendor):
 
     def tool_calls(self, calls: list[dict[str, Any]], *, input_tokens: int, output_tokens: int) -> FakeReply:
         return self.reply(None, input_tokens, output_tokens, tool_calls=calls)
+
+    def streamed(self, texts: list[str], *, input_tokens: int, output_tokens: int, **fields: Any) -> FakeReply:
+        return wire.openai_stream(
+            texts or None, prompt_tokens=input_tokens, completion_tokens=output_tokens, model=self.served_by, **fields
+        )
+
+    def overloaded_mid_stream(self, texts: list[str]) -> FakeReply:
+        error = {"message": "The server is overloaded.", "type": "server_error", "code": "server_is_overloaded"}
+        return self.streamed(texts, input_tokens=20, output_tokens=len(texts), error=error)
 
     request_id_header = "x-request-id"
     missing_key_words = "OPENAI_API_KEY"
@@ -223,6 +240,18 @@ class Anthropic(Vendor):
         uses = [{"id": c["id"], "name": c["name"], "input": c["arguments"]} for c in calls]
         return self.reply(None, input_tokens, output_tokens, tool_uses=uses)
 
+    def streamed(self, texts: list[str], *, input_tokens: int, output_tokens: int, **fields: Any) -> FakeReply:
+        if "tool_calls" in fields:
+            fields["tool_uses"] = [
+                {"id": c["id"], "name": c["name"], "input": c["arguments"]} for c in fields.pop("tool_calls")
+            ]
+        return wire.anthropic_stream(
+            texts or None, input_tokens=input_tokens, output_tokens=output_tokens, model=self.served_by, **fields
+        )
+
+    def overloaded_mid_stream(self, texts: list[str]) -> FakeReply:
+        return self.streamed(texts, input_tokens=20, output_tokens=len(texts), error=("overloaded_error", "Overloaded"))
+
     truncation = ("stop_reason", "max_tokens")
     request_id_header = "request-id"
     overloaded_status = 529
@@ -268,6 +297,24 @@ class Gemini(Vendor):
         # Gemini 3 gives each call an id; the adapter makes one up for replies without.
         functions = [{"id": c["id"], "name": c["name"], "args": c["arguments"]} for c in calls]
         return self.reply(None, input_tokens, output_tokens, function_calls=functions)
+
+    def streamed(self, texts: list[str], *, input_tokens: int, output_tokens: int, **fields: Any) -> FakeReply:
+        if "tool_calls" in fields:
+            fields["function_calls"] = [
+                {"id": c["id"], "name": c["name"], "args": c["arguments"]} for c in fields.pop("tool_calls")
+            ]
+        return wire.gemini_stream(
+            texts,
+            prompt_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=self.served_by,
+            json_array=self.int_enums,  # the legacy SDK's REST transport reads one JSON array, enums numbered
+            **fields,
+        )
+
+    def overloaded_mid_stream(self, texts: list[str]) -> FakeReply:
+        error = (503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+        return self.streamed(texts, input_tokens=20, output_tokens=len(texts), error=error)
 
     usage_field = "usageMetadata"
     no_usage_words = "usageMetadata"
