@@ -246,7 +246,7 @@ class ProviderConfig(_Strict):
     api_key_env: str | None = Field(
         None,
         description="Environment variable holding the API key. Default: the vendor's own (OPENAI_API_KEY, ...); for "
-        "kind openai-compatible none, and the endpoint is sent the placeholder `no-key` (vLLM and Ollama ignore it).",
+        "kind openai-compatible none, and then no Authorization header is sent.",
     )
     base_url: str | None = Field(
         None, description="A proxy or gateway; default: the vendor's API. Required for kind openai-compatible."

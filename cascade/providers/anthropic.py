@@ -21,6 +21,7 @@ it reads an unstreamed one. The forced output tool's input streams out as the an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -358,7 +359,13 @@ class _EventReader(StreamReader):
             usage=anthropic.types.Usage.construct(**self._usage),
         )
         message._request_id = self._request_id
-        return self._provider.parse(message, self._request, latency_s)
+        completion = self._provider.parse(message, self._request, latency_s)
+        streamed = next(("".join(b.parts) for b in self._blocks.values() if b.answer), None)
+        if streamed is not None and completion.text is not None:
+            # The forced output tool's JSON as it streamed out (parse writes it compactly): what the reader was shown
+            # is then the answer, byte for byte.
+            completion = dataclasses.replace(completion, text=streamed)
+        return completion
 
     def _block(self, block: _Block) -> Any:
         kind, text = getattr(block.start, "type", None), "".join(block.parts)

@@ -176,8 +176,8 @@ class Completion:
 
 # What the SDK is handed for an endpoint that takes no key (a self-hosted vLLM or Ollama): it is not a key. The
 # openai SDK refuses to build a client without a credential (an empty key included) and to send a request without
-# an Authorization header unless the request itself omits the header, so this goes out as
-# `Authorization: Bearer no-key`, which vLLM (without --api-key) and Ollama ignore. Never registered as a secret.
+# an Authorization header unless the request itself omits the header: the client is built with this, and the
+# openai adapter omits the header from each request made with it. Never registered as a secret.
 NO_KEY = "no-key"
 
 

@@ -25,6 +25,7 @@ from openai.types.chat.chat_completion import Choice
 from cascade.errors import InvalidQueryError, MalformedResponseError, StreamInterruptedError
 from cascade.providers._stainless import StainlessProvider, StreamOpened
 from cascade.providers.base import (
+    NO_KEY,
     Completion,
     CompletionRequest,
     FinishReason,
@@ -111,6 +112,10 @@ class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
             arguments["tools"] = [_tool(t) for t in request.tools]
         if request.tool_choice is not None:
             arguments["tool_choice"] = _tool_choice(request.tool_choice)
+        if not self.settings.key_required and self.settings.resolve_key(self.name) == NO_KEY:
+            # An endpoint that takes no key (a local vLLM or Ollama): the SDK will not build a client without some
+            # key, but sends no Authorization header at all when a request omits it.
+            arguments["extra_headers"] = {"Authorization": openai.Omit()}
         return arguments
 
     def send(self, request: CompletionRequest) -> Any:
@@ -134,7 +139,9 @@ class OpenAIProvider(StainlessProvider[openai.OpenAI, openai.AsyncOpenAI]):
         # The SDK checks nothing: a missing field is None, a wrong type passes through, and a 200 body whose
         # content type is not JSON comes back as a plain string. So every field used here is checked.
         def malformed(problem: str) -> MalformedResponseError:
-            return MalformedResponseError(f"openai: chat completion {problem}", provider=self.name, model=request.model)
+            return MalformedResponseError(
+                f"{self.name}: chat completion {problem}", provider=self.name, model=request.model
+            )
 
         if not isinstance(response, ChatCompletion):
             raise malformed(f"is not a completion object but {type(response).__name__}: {str(response)[:120]!r}")

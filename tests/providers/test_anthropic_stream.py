@@ -10,6 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -240,7 +241,7 @@ def test_tool_uses_stream_as_pieces_and_end_parsed(
 def test_the_forced_output_tool_streams_as_the_answer_text(
     adapter: AnthropicProvider, server: FakeVendorServer, mode: str
 ) -> None:
-    raw = '{"city": "Oslo"}'  # as the model writes it: parse's text is the same object, compact
+    raw = '{"city": "Oslo"}'  # as the model writes it (parse would write the same object compactly)
     use = {"id": "toolu_01Answer000000000000000", "name": OUTPUT.name, "input": raw}
     server.script("anthropic", wire.anthropic_stream(None, input_tokens=80, output_tokens=12, tool_uses=[use]))
     request = _request(model=OLD_MODEL, output=OUTPUT)
@@ -254,8 +255,10 @@ def test_the_forced_output_tool_streams_as_the_answer_text(
     whole = wire.anthropic_message(
         None, input_tokens=80, output_tokens=12, tool_uses=[{**use, "input": {"city": "Oslo"}}]
     )
-    assert _comparable(completion) == _comparable(_unstreamed(whole, request))
-    assert completion.text == '{"city":"Oslo"}' and completion.tool_calls == ()
+    unstreamed = _unstreamed(whole, request)
+    assert _comparable(replace(completion, text=unstreamed.text)) == _comparable(unstreamed)
+    # The answer's text is the JSON as it streamed: what the reader was shown, byte for byte.
+    assert completion.text == raw == _text(items) and completion.tool_calls == ()
 
 
 def test_a_refusal_is_what_parse_makes_of_it(adapter: AnthropicProvider, server: FakeVendorServer) -> None:

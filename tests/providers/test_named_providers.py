@@ -203,7 +203,7 @@ def test_a_query_climbs_from_ollama_to_vllm_to_openai(endpoints: Endpoints, ask:
     assert _bodies(endpoints.ollama) == [("/v1/chat/completions", OLLAMA_MODEL)]
     assert _bodies(endpoints.vllm) == [("/v1/chat/completions", VLLM_MODEL)]
     assert _bodies(endpoints.openai) == [("/v1/chat/completions", "gpt-4o-mini")] * 3
-    assert [_auth(r) for r in endpoints.ollama.requests] == [f"Bearer {NO_KEY}"]
+    assert [_auth(r) for r in endpoints.ollama.requests] == [None]  # no key of any kind is sent
     assert [_auth(r) for r in endpoints.vllm.requests] == [f"Bearer {VLLM_KEY}"]
     assert {_auth(r) for r in endpoints.openai.requests} == {f"Bearer {OPENAI_KEY}"}
     # The judge saw vLLM's answer, not its reasoning.
