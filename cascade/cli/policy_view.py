@@ -10,7 +10,8 @@ from cascade.budget import JUDGE_PROMPT_OVERHEAD_TOKENS
 from cascade.capabilities import FEATURES, Feature, can
 from cascade.cli.render import Column, Sheet, money, show
 from cascade.errors import PolicyError
-from cascade.policy import Policy, Stage, load_policy, shipped_policies
+from cascade.policy import JudgeConfig, Policy, Stage, load_policy, shipped_policies
+from cascade.providers import returns_logprobs
 
 # An "average query" for the price column: a few paragraphs in, a few paragraphs out.
 AVERAGE_INPUT_TOKENS = 500
@@ -30,6 +31,15 @@ def stage_prices(policy: Policy) -> list[tuple[str, float, float]]:
         judge_cost = table.cost(judge.model, judge_input, AVERAGE_JUDGE_OUTPUT_TOKENS) if judged else 0.0
         rows.append((stage.name, answer, judge_cost))
     return rows
+
+
+def _judge_method(policy: Policy, judge: JudgeConfig) -> str:
+    """The method the judge is really asked with: `logprobs` falls back to `json` where the API has none."""
+    config = policy.providers.get(judge.provider)
+    backend = config.backend if config is not None else None
+    if judge.method == "logprobs" and not returns_logprobs(policy.provider_kind(judge.provider), backend):
+        return "json: no log-probabilities there"
+    return judge.method
 
 
 def _feature(stage: Stage, feature: Feature) -> str:
@@ -71,15 +81,15 @@ def check_policies(policies: list[str], out: Console, err: Console) -> bool:
             f"each stage; {len(policy.routing.rules)} routing rule(s); budget {budget} per query; "
             f"on_error={policy.on_error}",
         )
-        for stage, (name, answer, judge_cost) in zip(policy.stages, prices, strict=True):
+        for index, (stage, (name, answer, judge_cost)) in enumerate(zip(policy.stages, prices, strict=True)):
             judge = policy.judge_for(stage)
-            judged = judge_cost > 0
+            judged = index < len(policy.stages) - 1 or policy.judge_last_stage  # a free judge is a judge too
             sheet.add(
                 name,
                 stage.provider,
                 stage.model,
                 f"{stage.threshold:.2f}" if stage.threshold is not None else "-",
-                f"{judge.provider}/{judge.model} ({judge.method})" if judged else "-",
+                f"{judge.provider}/{judge.model} ({_judge_method(policy, judge)})" if judged else "-",
                 usd(answer),
                 usd(judge_cost) if judged else "-",
                 *(_feature(stage, feature) for feature in FEATURES),
