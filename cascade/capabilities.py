@@ -63,18 +63,19 @@ def known_gap(provider: str, model: str, feature: Feature) -> str | None:
     return None
 
 
-def can(stage: Stage, feature: Feature) -> tuple[bool, str]:
-    """Whether the stage's model can do `feature`, and where that comes from (the policy, or the table)."""
+def can(stage: Stage, feature: Feature, kind: str | None = None) -> tuple[bool, str]:
+    """Whether the stage's model can do `feature`, and where that comes from (the policy, or the table). `kind`: the
+    API the stage's provider speaks (`Policy.provider_kind`), when its name is not a vendor's."""
     declared = getattr(stage.features, feature) if stage.features is not None else None
     if declared is not None:
         return declared, "the policy's features"
-    why = known_gap(stage.provider, stage.model, feature)
+    why = known_gap(kind or stage.provider, stage.model, feature)
     return (False, why) if why else (True, "not known to lack it")
 
 
-def missing(stage: Stage, wanted: tuple[Feature, ...]) -> str | None:
-    """The reason the stage cannot serve a query needing `wanted`, or None when it can."""
-    lacking = [f for f in wanted if not can(stage, f)[0]]
+def missing(stage: Stage, wanted: tuple[Feature, ...], kind: str | None = None) -> str | None:
+    """The reason the stage cannot serve a query needing `wanted`, or None when it can (`kind`: as for `can`)."""
+    lacking = [f for f in wanted if not can(stage, f, kind)[0]]
     if not lacking:
         return None
     return f"{stage.model} cannot do {' and '.join(FEATURE_WORDS[f] for f in lacking)}"

@@ -260,8 +260,13 @@ class Cascade:
             tools=tools,
             tool_choice=tool_choice,
         )
-        if spec.features and all(missing(stage, spec.features) for stage in policy.stages):
-            why = "; ".join(filter(None, (missing(stage, spec.features) for stage in policy.stages)))
+        unable = (
+            [missing(s, spec.features, policy.provider_kind(s.provider)) for s in policy.stages]
+            if spec.features
+            else []
+        )
+        if unable and all(unable):
+            why = "; ".join(filter(None, unable))
             raise InvalidQueryError(f"no stage of policy {policy.name} can serve this query ({why})")
         ctx = QueryContext(spec)
         ctx.fleet = self.fleet.join(policy, options.get("tenant"), ctx.event)

@@ -51,7 +51,9 @@ def cascade_flow(ctx: QueryContext) -> Flow:
         index = decision.stage
         stage = policy.stages[index]
         run.escalations += index > run.entry
-        if (unable := missing(stage, ctx.spec.features)) is not None or _beyond_context_window(ctx, stage):
+        if (
+            unable := missing(stage, ctx.spec.features, policy.provider_kind(stage.provider))
+        ) is not None or _beyond_context_window(ctx, stage):
             reason = unable or "query exceeds context window"
             ctx.event("cascade.skip", stage=stage.name, model=stage.model, reason=reason)
             run.skipped.append(SkippedStage(stage=stage.name, reason=reason))
@@ -211,7 +213,7 @@ def shadow_flow(ctx: QueryContext) -> Generator[Step, Outcome, list[ShadowStage]
     """
     stages: list[ShadowStage] = []
     for index, stage in enumerate(ctx.policy.stages):
-        unable = missing(stage, ctx.spec.features)
+        unable = missing(stage, ctx.spec.features, ctx.policy.provider_kind(stage.provider))
         if unable is not None:  # not asked, as in the live cascade: a stage that cannot answer
             stages.append(ShadowStage(stage.name, StageResult(index, "skipped"), None, unable))
             continue

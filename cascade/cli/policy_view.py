@@ -42,9 +42,9 @@ def _judge_method(policy: Policy, judge: JudgeConfig) -> str:
     return judge.method
 
 
-def _feature(stage: Stage, feature: Feature) -> str:
+def _feature(policy: Policy, stage: Stage, feature: Feature) -> str:
     """Whether the stage can serve queries that need `feature`; "no" says why, "yes" where the policy says so."""
-    able, source = can(stage, feature)
+    able, source = can(stage, feature, policy.provider_kind(stage.provider))
     if able:
         return "yes (policy)" if source == "the policy's features" else "yes"
     return f"no ({source})" if source != "the policy's features" else "no (policy)"
@@ -92,7 +92,7 @@ def check_policies(policies: list[str], out: Console, err: Console) -> bool:
                 f"{judge.provider}/{judge.model} ({_judge_method(policy, judge)})" if judged else "-",
                 usd(answer),
                 usd(judge_cost) if judged else "-",
-                *(_feature(stage, feature) for feature in FEATURES),
+                *(_feature(policy, stage, feature) for feature in FEATURES),
             )
         show(out, sheet)
         if policy.output is not None:

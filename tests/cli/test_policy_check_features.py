@@ -31,3 +31,15 @@ def test_features_and_judge_methods_are_shown(tmp_path: Path) -> None:
     assert "no (policy)" in rows["local"] and "json: no log-probabilities there" in rows["local"]
     assert "no (gpt-3.5 has JSON mode, not schemas)" in rows["old"]
     assert rows["claude"].count("yes") == 2
+
+
+def test_a_named_provider_of_a_vendor_kind_keeps_that_vendors_gaps(tmp_path: Path) -> None:
+    text = POLICY.replace("provider: openai, model: gpt-3.5-turbo", "provider: gateway, model: gpt-3.5-turbo")
+    gateway = '  gateway: {kind: openai, base_url: "https://gateway.example/v1"}\n'
+    text = text.replace("providers:\n", "providers:\n" + gateway)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["policy", "check", str(path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("| old "))
+    assert "no (gpt-3.5 has JSON mode, not schemas)" in row
