@@ -134,6 +134,30 @@ def _text(value: Any, what: str, *, allow_empty: bool = False) -> str:
     return value
 
 
+def messages_json(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages as `normalize_query` reads them (OpenAI's shape): what a traces row or a served reply writes back."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.tool_calls:
+            calls = []
+            for call in m.tool_calls:
+                arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+                entry: dict[str, Any] = {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": arguments},
+                }
+                if call.signature:
+                    entry["extra_content"] = {"google": {"thought_signature": call.signature}}
+                calls.append(entry)
+            out.append({"role": m.role, "content": m.content or None, "tool_calls": calls})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
 def query_text(messages: Sequence[Message], system: str | None = None) -> str:
     """All the text of a query, as routing rules and the judge see it."""
     if len(messages) == 1 and not system:

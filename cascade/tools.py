@@ -91,6 +91,22 @@ def check_tool_calls(completion: Completion, tools: Sequence[Tool], choice: Tool
             raise schema_error(completion, f"arguments of {call.name} do not fit its parameters: {problem}")
 
 
+def tools_json(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Tools in OpenAI's shape, as `normalize_tools` reads them back."""
+    out = []
+    for tool in tools:
+        function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+        if tool.description is not None:
+            function["description"] = tool.description
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def tool_choice_json(choice: ToolChoice) -> str:
+    """A tool choice as `normalize_tool_choice` reads it back: auto, required, none, or the tool's name."""
+    return choice.name if choice.mode == "tool" and choice.name else choice.mode
+
+
 def tool_calls_json(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
     """Tool calls as plain JSON data (results, traces, the judge)."""
     return [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]

@@ -34,8 +34,10 @@ from cascade.context import QueryContext, QuerySpec
 from cascade.events import Events
 from cascade.monitor.observer import watched
 from cascade.prices import PriceTable, Usage
-from cascade.providers.base import Completion, CompletionRequest
+from cascade.providers.base import Completion
+from cascade.query import messages_json
 from cascade.result import CascadeResult
+from cascade.tools import tool_choice_json, tools_json
 from cascade.tuning.traces import collect_flow
 
 if TYPE_CHECKING:
@@ -218,12 +220,17 @@ def shadow_row(spec: QuerySpec, live: CascadeResult) -> dict[str, Any]:
     holds each id once.
     """
     messages = spec.messages
-    query: Any = (
-        messages[0].content if len(messages) == 1 else [{"role": m.role, "content": m.content} for m in messages]
-    )
+    query: Any = messages[0].content if len(messages) == 1 else messages_json(messages)
     row: dict[str, Any] = {"id": f"{spec.query_id}-{os.urandom(3).hex()}", "query": query}
     if spec.system:
         row["system"] = spec.system
+    # What the query asked beyond text, so that `cascade collect` can ask the row again as it was asked.
+    if spec.tools:
+        row["tools"] = tools_json(spec.tools)
+    if spec.tool_choice is not None:
+        row["tool_choice"] = tool_choice_json(spec.tool_choice)
+    if spec.output is not None:
+        row["output_schema"] = dict(spec.output.schema)
     row["live"] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "query_id": spec.query_id,
@@ -242,7 +249,7 @@ class Replay:
 
     def __init__(self, captured: Sequence[tuple[Call, Completion]], prices: PriceTable) -> None:
         self._prices = prices
-        self._replies: dict[tuple[str, str, str, CompletionRequest], deque[Completion]] = {}
+        self._replies: dict[tuple[str, str, str, str], deque[Completion]] = {}
         self.cost_usd = 0.0  # what the kept completions cost live
         self.replayed_usd = 0.0  # what the ones sent back so far cost
         for call, completion in captured:
@@ -277,9 +284,10 @@ class Replay:
             inner.close()
 
 
-def _key(call: Call) -> tuple[str, str, str, CompletionRequest]:
-    # A retry is sent with what is left of the timeout: the request is the same call whatever its timeout.
-    return call.stage, call.role, call.provider, replace(call.request, timeout_s=0.0)
+def _key(call: Call) -> tuple[str, str, str, str]:
+    # A retry is sent with what is left of the timeout: the request is the same call whatever its timeout. Its repr,
+    # not the request: tools, schemas and tool calls hold dicts, which do not hash.
+    return call.stage, call.role, call.provider, repr(replace(call.request, timeout_s=0.0))
 
 
 class TraceWriter:

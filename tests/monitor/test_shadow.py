@@ -216,3 +216,34 @@ def test_a_policy_without_a_traces_file_cannot_sample() -> None:
 
     with pytest.raises(PolicyError, match=r"monitor\.traces"):
         policy(monitor={"shadow_rate": 0.1})
+
+
+def test_a_structured_query_with_tools_is_shadowed_with_what_it_asked(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    tools = [{"name": "lookup", "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}]
+    answers = {MINI: '{"n": 1}', FLASH: '{"n": 2}', SONNET: '{"n": 3}'}
+    vendors = Vendors(answers=answers, scores={"mini": 9, "flash": 6, "sonnet": 8})
+    r = router(vendors, Monitor(seed=0), **shadowing(tmp_path / "shadow.jsonl"))
+    conversation = [
+        {"role": "user", "content": "Count it."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "function": {"name": "lookup", "arguments": '{"id": "x"}'}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "found 1"},
+    ]
+    result = r.run(conversation, output_type=schema, tools=tools, tool_choice="auto")
+    assert result.output == {"n": 1}
+    assert r.monitor.flush(30)
+    stats = r.monitor.shadow_stats()[str(tmp_path / "shadow.jsonl")]
+    assert (stats.written, stats.failed) == (1, 0)
+    (trace,) = read_traces(tmp_path / "shadow.jsonl")
+    assert {n: s.output for n, s in trace.stages.items()} == {"mini": {"n": 1}, "flash": {"n": 2}, "sonnet": {"n": 3}}
+    row = trace.model_extra
+    # The row can be collected again as it is: the query, the tools and the schema it asked with.
+    assert row["output_schema"] == schema and row["tool_choice"] == "auto"
+    assert row["tools"][0]["function"]["name"] == "lookup"
+    assert trace.query is None or isinstance(trace.query, str)
+    assert row["messages"][1]["tool_calls"][0]["function"]["name"] == "lookup"
+    assert vendors.count(MINI, "answer") == 1  # the live answer was reused

@@ -43,3 +43,25 @@ def test_bad_queries_raise_value_error_before_any_call(query: object) -> None:
     with pytest.raises(InvalidQueryError) as info:
         normalize_query(query)
     assert isinstance(info.value, ValueError)
+
+
+def test_messages_json_reads_back_as_the_same_messages() -> None:
+    from cascade.query import messages_json
+
+    query = [
+        {"role": "user", "content": "Where are A1 and B2?"},
+        {
+            "role": "assistant",
+            "content": "Looking.",
+            "tool_calls": [
+                {"id": "c1", "function": {"name": "lookup", "arguments": '{"id": "A1"}'}},
+                {"id": "c2", "function": {"name": "lookup", "arguments": {"id": "B2"}}, "signature": "c2ln"},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "shipped"},
+        {"role": "tool", "tool_call_id": "c2", "content": {"status": "packing"}},
+        {"role": "user", "content": "Thanks, and when?"},
+    ]
+    messages, _ = normalize_query(query)
+    assert normalize_query(messages_json(messages)) == (messages, None)
+    assert messages[1].tool_calls[1].signature == "c2ln" and messages[3].name == "lookup"
