@@ -61,7 +61,7 @@ def rss_mib() -> float:
     return kib / 1024
 
 
-async def fire(url: str, numbers: range) -> dict[int, tuple[int, str | None]]:
+async def fire(url: str, numbers: range, *, stream: bool = False) -> dict[int, tuple[int, str | None]]:
     gate = asyncio.Semaphore(CONCURRENCY)
     outcomes: dict[int, tuple[int, str | None]] = {}
     async with openai.AsyncOpenAI(api_key="none", base_url=url + "/v1", max_retries=0, timeout=60) as client:
@@ -70,26 +70,35 @@ async def fire(url: str, numbers: range) -> dict[int, tuple[int, str | None]]:
             async with gate:
                 messages = [{"role": "user", "content": f"query {number}: what is {number} squared?"}]
                 try:
-                    reply = await client.chat.completions.create(model="cascade/three", messages=messages)
+                    if stream:
+                        chunks = await client.chat.completions.create(
+                            model="cascade/three", messages=messages, stream=True
+                        )
+                        text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+                    else:
+                        reply = await client.chat.completions.create(model="cascade/three", messages=messages)
+                        text = reply.choices[0].message.content or ""
                 except openai.APIStatusError as exc:
                     assert exc.body and isinstance(exc.body, dict) and exc.body["message"], exc  # OpenAI-shaped
                     outcomes[number] = (exc.status_code, None)
                 else:
-                    outcomes[number] = (200, reply.choices[0].message.content)
+                    outcomes[number] = (200, text)
 
         await asyncio.gather(*(one(n) for n in numbers))
     return outcomes
 
 
 @pytest.mark.skipif(not STATUS.exists(), reason="reads resident memory from /proc")
-def test_500_requests_at_concurrency_100_all_end_cleanly_and_memory_stays_flat() -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_500_requests_at_concurrency_100_all_end_cleanly_and_memory_stays_flat(stream: bool) -> None:
+    """Streamed (buffered mode): a query whose every tier fails has shown nothing, so it is still a 502."""
     vendors = scripted(faulty, delay_s=0.002)
     app = create_app(three_router(vendors), ServeConfig(max_concurrency=SERVER_LIMIT))
     with Running(app) as running:
-        asyncio.run(fire(running.url, range(REQUESTS, REQUESTS + 100)))  # warm-up: pools, caches, allocator
+        asyncio.run(fire(running.url, range(REQUESTS, REQUESTS + 100), stream=stream))  # warm-up: pools, caches
         gc.collect()
         before = rss_mib()
-        outcomes = asyncio.run(fire(running.url, range(REQUESTS)))
+        outcomes = asyncio.run(fire(running.url, range(REQUESTS), stream=stream))
         gc.collect()
         after = rss_mib()
         assert app.state.limit.in_flight == 0
