@@ -37,6 +37,7 @@ from cascade.providers.base import (
     ToolCallPiece,
 )
 from cascade.testing import FakeReply, FakeVendorServer, wire
+from tests.providers.streams import drain
 
 KEY = "sk-ant-test-CANARY0123"
 MODES = ["sync", "async"]
@@ -72,23 +73,7 @@ def _run(
     adapter: AnthropicProvider, request: CompletionRequest, mode: str
 ) -> tuple[list[StreamPiece | Completion], ProviderError | None]:
     """What the stream yielded, and the error it ended with (None: it ended cleanly)."""
-    items: list[StreamPiece | Completion] = []
-    try:
-        if mode == "sync":
-            items.extend(adapter.stream(request))
-        else:
-
-            async def drain() -> None:
-                try:
-                    async for item in adapter.astream(request):
-                        items.append(item)
-                finally:
-                    await adapter.aclose()
-
-            asyncio.run(drain())
-    except ProviderError as error:
-        return items, error
-    return items, None
+    return drain(adapter, request, asynchronous=mode == "async")
 
 
 def _unstreamed(reply: FakeReply, request: CompletionRequest) -> Completion:

@@ -40,6 +40,7 @@ from cascade.providers.base import (
 from cascade.providers.google import GoogleProvider
 from cascade.providers.google_legacy import GoogleLegacyProvider
 from cascade.testing import FakeReply, FakeVendorServer, wire
+from tests.providers.streams import drain
 
 KEY = "test-google-CANARY0123"
 MODEL = "gemini-2.5-flash"
@@ -75,25 +76,7 @@ def run(
     flavour: str, server: FakeVendorServer, req: CompletionRequest | None = None
 ) -> tuple[list[StreamPiece | Completion], ProviderError | None]:
     """What one stream yielded, and the error it ended with (None: it ended cleanly)."""
-    adapter = build(flavour, server)
-    req = req or request()
-    items: list[StreamPiece | Completion] = []
-
-    async def drain() -> None:
-        try:
-            if flavour.endswith("sync"):
-                items.extend(adapter.stream(req))
-            else:
-                async for item in adapter.astream(req):
-                    items.append(item)
-        finally:
-            await adapter.aclose()
-
-    try:
-        asyncio.run(drain())
-    except ProviderError as error:
-        return items, error
-    return items, None
+    return drain(build(flavour, server), req or request(), asynchronous=not flavour.endswith("sync"))
 
 
 def unstreamed(flavour: str, server: FakeVendorServer, reply: FakeReply) -> Completion:
